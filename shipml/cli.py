@@ -1,0 +1,138 @@
+"""The `shipml` command: parse arguments, call the stage, print. No logic lives here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shipml.errors import ShipmlError
+
+app = typer.Typer(
+    name="shipml",
+    help="From a labeled dataset to a trained, evaluated, reported model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors (for scripts and CI).")]
+RunDir = Annotated[Path, typer.Argument(help="A run directory, e.g. runs/digits-20260101-120000-ab12.")]
+
+
+@app.command()
+def quickstart(
+    workdir: Annotated[Path, typer.Option(help="Where the data, runs and report go.")] = Path("shipml-quickstart"),
+    quiet: Quiet = False,
+) -> None:
+    """Train, evaluate and report a digit classifier on scikit-learn's bundled digits (no network)."""
+    from shipml.quickstart import run_quickstart
+
+    run_quickstart(workdir, quiet=quiet)
+
+
+@app.command()
+def init(
+    data: Annotated[str, typer.Option("--data", help="A table file, image folder, archive or sklearn:<name>.")],
+    task: Annotated[str | None, typer.Option("--task", help="Task name (default: inferred).")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default: from the data).")] = None,
+) -> None:
+    """Print a commented shipml.yaml inferred from the data: `shipml init --data X > shipml.yaml`."""
+    from shipml.scaffold import init_config
+
+    sys.stdout.write(init_config(data, task=task, name=name))
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(help="shipml.yaml to train from.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: --set train.epochs=3.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run directory.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model from a config (or --resume a run); evaluates and writes the report at the end."""
+    from shipml.run import Run
+    from shipml.run import train as train_run
+
+    if resume is not None:
+        if config is not None or set_:
+            raise ShipmlError("--resume takes no config or --set: a run continues with its recorded config")
+        run = Run.resume(resume, quiet=quiet)
+    elif config is None:
+        raise ShipmlError("give a config file (`shipml train shipml.yaml`) or --resume RUN_DIR")
+    else:
+        run = train_run(config, overrides=set_ or [], quiet=quiet)
+    typer.echo(str(run.path))
+
+
+@app.command()
+def evaluate(run: RunDir, quiet: Quiet = False) -> None:
+    """Re-score a run's model and its baseline on the test split (writes metrics.json)."""
+    from shipml.run import Run
+
+    Run(run).evaluate(quiet=quiet)
+    typer.echo(str(run / "metrics.json"))
+
+
+@app.command()
+def predict(
+    run: RunDir,
+    inputs: Annotated[str, typer.Argument(help="Table file (tabular tasks), or image file/folder (image tasks).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write CSV here (default: stdout).")] = None,
+) -> None:
+    """Predict with a run's model: one row per input, with the label and class probabilities."""
+    from shipml.run import Run
+
+    frame = Run(run).predict(inputs)
+    if output is None:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        frame.to_csv(output, index=False)
+        typer.echo(str(output))
+
+
+@app.command()
+def report(run: RunDir) -> None:
+    """(Re)write a run's self-contained HTML report."""
+    from shipml.run import Run
+
+    typer.echo(str(Run(run).report()))
+
+
+@app.command()
+def tasks() -> None:
+    """List the registered task families."""
+    from shipml.tasks import get_task_class, list_tasks
+
+    for name in list_tasks():
+        cls = get_task_class(name)
+        typer.echo(f"{name:24s} {cls.kind:15s} {cls.data_kind:7s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+
+
+def main() -> None:
+    """Entry point: user errors print one clear message (no traceback) and exit 2."""
+    try:
+        app(standalone_mode=False)
+    except ShipmlError as err:
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", err=True)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as err:  # click usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""shipml.yaml: one small pydantic model per section, frozen and validated at load.
+
+A config is the whole recipe of a run. `load_config` reads YAML, applies `--set a.b=c` overrides and
+validates; every problem becomes a `ConfigError` naming the field path, the bad value and what is
+allowed. The resolved config (defaults filled in) is written into every run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shipml.errors import ConfigError
+
+__all__ = [
+    "AugmentConfig",
+    "CNNConfig",
+    "Config",
+    "DataConfig",
+    "EarlyStoppingConfig",
+    "EvaluateConfig",
+    "MLPConfig",
+    "ModelConfig",
+    "SplitConfig",
+    "TaskConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "dump_config",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Section):
+    """Fractions of the cleaned data that go to each split (seeded, stratified for classification)."""
+
+    train: float = Field(0.8, gt=0, lt=1, description="Fraction for training.")
+    val: float = Field(0.1, ge=0, lt=1, description="Fraction for validation (early stopping, selection).")
+    test: float = Field(0.1, gt=0, lt=1, description="Fraction held out for the final evaluation.")
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitConfig:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                f"train + val + test must be 1.0, got {total:.4g}; e.g. train: 0.8, val: 0.1, test: 0.1"
+            )
+        return self
+
+
+class DataConfig(_Section):
+    """Where the data is and how to clean and split it."""
+
+    path: str = Field(
+        description="A CSV/JSONL/Parquet file, an image folder (root/<class>/*.png or root/{train,test}/"
+        "<class>/), a .zip/.tar.gz of either, or a bundled set 'sklearn:digits|breast_cancer|wine|iris|diabetes'."
+    )
+    format: Literal["auto", "csv", "jsonl", "parquet", "images"] = Field(
+        "auto", description="How to read `path`; auto looks at the file suffix or folder layout."
+    )
+    target: str = Field("label", description="Label column of a table (image folders use the folder name).")
+    features: list[str] | None = Field(None, description="Feature columns; default: every other column.")
+    categorical: list[str] | None = Field(
+        None, description="Columns to treat as categorical; default: the non-numeric ones."
+    )
+    split_column: str | None = Field(
+        None, description="A column with values train/val/test that fixes the split instead of drawing it."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Split fractions.")
+    dedupe: bool = Field(True, description="Remove exact duplicate rows/images before splitting.")
+    missing: Literal["drop", "impute"] = Field(
+        "impute",
+        description="Rows with missing feature values: drop them, or impute (median / most frequent, "
+        "fitted on the training split). Rows with a missing label are always dropped.",
+    )
+    min_class_count: int = Field(
+        3, ge=1, description="Classes with fewer rows are dropped (with a warning): they cannot be split."
+    )
+    image_size: tuple[int, int] | None = Field(
+        None, description="[height, width] images are resized to; default: the most common size."
+    )
+    channels: Literal[1, 3] | None = Field(None, description="1 (grey) or 3 (RGB); default: 1 if all grey.")
+
+    @field_validator("path")
+    @classmethod
+    def _path_not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("data.path is empty; give a file, a folder or 'sklearn:<name>'")
+        return v
+
+
+class AugmentConfig(_Section):
+    """Random image augmentation applied to training batches only."""
+
+    shift: float = Field(0.08, ge=0, le=0.5, description="Max translation as a fraction of the image size.")
+    rotation: float = Field(10.0, ge=0, le=180, description="Max rotation in degrees.")
+    crop: float = Field(
+        1.0, gt=0, le=1, description="Random-resized-crop minimum area fraction; 1.0 disables cropping."
+    )
+
+
+class TaskConfig(_Section):
+    """Which task family, and its task-level options."""
+
+    name: str = Field(description="A registered task, see `shipml tasks`.")
+    augment: AugmentConfig | None = Field(
+        None, description="Image augmentation (image tasks); null = the task's default."
+    )
+
+
+class CNNConfig(_Section):
+    """A small VGG-style CNN: stages of conv-bn-relu blocks, each stage ends in 2x2 max-pooling."""
+
+    arch: Literal["cnn"] = "cnn"
+    width: int = Field(32, ge=1, description="Channels of the first stage; doubled each stage.")
+    depth: int = Field(3, ge=1, le=6, description="Number of stages.")
+    blocks: int = Field(2, ge=1, le=4, description="Conv blocks per stage.")
+    batchnorm: bool = Field(True, description="Batch normalisation after each convolution.")
+    dropout: float = Field(0.25, ge=0, lt=1, description="Dropout before the classifier.")
+
+
+class MLPConfig(_Section):
+    """An MLP over scaled numeric features and learned categorical embeddings."""
+
+    arch: Literal["mlp"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [128, 64], description="Hidden layer widths.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
+    batchnorm: bool = Field(False, description="Batch normalisation after each hidden layer.")
+    embedding_dim: int | None = Field(
+        None, ge=1, description="Embedding size per categorical column; default min(16, (categories+1)//2)."
+    )
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(h < 1 for h in v):
+            raise ValueError(f"every hidden width must be >= 1, got {v}")
+        return v
+
+
+ModelConfig = Annotated[CNNConfig | MLPConfig, Field(discriminator="arch")]
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop when the validation metric has not improved for `patience` evaluations."""
+
+    metric: str | None = Field(
+        None, description="Validation metric to watch; default: the task's headline metric (or loss)."
+    )
+    mode: Literal["auto", "max", "min"] = Field("auto", description="auto: min for losses/errors, else max.")
+    patience: int | None = Field(None, ge=1, description="Evaluations without improvement; null = never stop.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as improvement.")
+
+
+class TrainConfig(_Section):
+    """The optimisation recipe."""
+
+    epochs: int = Field(10, ge=1, description="Passes over the training split.")
+    batch_size: int = Field(64, ge=1, description="Examples per optimizer step (before accumulation).")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="Optimizer.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    weight_decay: float = Field(0.0, ge=0, description="L2 / decoupled weight decay.")
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weights, added to the loss.")
+    schedule: Literal["constant", "linear", "cosine", "step"] = Field("cosine", description="LR schedule.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps (all schedules).")
+    step_size: int = Field(1000, ge=1, description="'step' schedule: steps between decays.")
+    gamma: float = Field(0.1, gt=0, le=1, description="'step' schedule: decay factor.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value.")
+    grad_accum: int = Field(1, ge=1, description="Accumulate gradients over this many batches.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: the faster of fp32/bf16 measured for this task on this CPU; bf16 = autocast."
+    )
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    eval_every: int | None = Field(None, ge=1, description="Validate every N steps; default: each epoch.")
+    checkpoint_every: int | None = Field(
+        200, ge=1, description="Write a resumable checkpoint every N steps (and at each epoch end)."
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
+    threads: int | None = Field(None, ge=1, description="torch threads; default: all cores.")
+
+
+class EvaluateConfig(_Section):
+    """How the trained model is judged."""
+
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Confidence level of the intervals.")
+    baseline: Literal["auto", "logistic", "gradient-boosting", "ridge", "none"] = Field(
+        "auto", description="Classic scikit-learn baseline fitted on the same split."
+    )
+    misclassified: int = Field(24, ge=0, description="How many wrong test predictions the report shows.")
+
+
+class Config(_Section):
+    """A whole shipml.yaml."""
+
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run name (prefix of the id).")
+    seed: int = Field(0, ge=0, description="Seed for splitting, initialisation, shuffling and augmentation.")
+    output_dir: str = Field("runs", description="Where run directories are created.")
+    data: DataConfig
+    task: TaskConfig
+    model: ModelConfig | None = Field(None, description="Model architecture; null = the task's default.")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; `shipml init` writes a commented example)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        value = e.get("input")
+        shown = "" if e["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {path}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def _parse_value(text: str) -> Any:
+    """Parse the right-hand side of `--set a.b=VALUE` as YAML (so 3, 0.1, true, [1,2], null work)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with each `a.b.c=value` override applied."""
+    out: dict[str, Any] = _deep_copy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
+        key, _, value = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set {item!r}: empty key")
+        node = out
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = {}
+                node[p] = child
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {p!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return out
+
+
+def _deep_copy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _deep_copy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deep_copy(v) for v in d]
+    return d
+
+
+def parse_config(raw: dict[str, Any], source: str = "<dict>", overrides: list[str] | None = None) -> Config:
+    """Validate a config given as a dict (after applying overrides)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid config ({source}): expected a mapping at the top level, got {type(raw).__name__}")
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read and validate a shipml.yaml; relative data paths are resolved against the config's folder."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p} (write one with `shipml init --data PATH > {p.name}`)")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p} is not valid YAML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p} is not a UTF-8 text file") from None
+    if raw is None:
+        raise ConfigError(f"{p} is empty; write one with `shipml init --data PATH > {p.name}`")
+    cfg = parse_config(raw, source=str(p), overrides=overrides)
+    return _resolve_paths(cfg, p.parent)
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    data_path = cfg.data.path
+    if data_path.startswith("sklearn:"):
+        return cfg
+    candidate = Path(data_path).expanduser()
+    if not candidate.is_absolute() and not candidate.exists() and (base / candidate).exists():
+        candidate = (base / candidate).resolve()
+        return cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(candidate)})})
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML (what a run directory stores)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

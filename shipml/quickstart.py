@@ -1,0 +1,81 @@
+"""`shipml quickstart`: the whole main job on an embedded data set, with no network and no ../shared.
+
+scikit-learn's bundled 8x8 digits are written out as an ordinary image folder (`<class>/<i>.png`),
+so the quick start exercises exactly the path a user's own images take.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from shipml._console import Reporter
+from shipml.run import Run, train
+
+__all__ = ["QUICKSTART_CONFIG", "run_quickstart", "write_digits"]
+
+# Measured with bench/quickstart.py (see docs/quickstart numbers in README): tuned for 8x8 digits.
+QUICKSTART_CONFIG: dict[str, Any] = {
+    "name": "digits",
+    "seed": 0,
+    "task": {"name": "image-classification", "augment": {"shift": 0.1, "rotation": 10.0, "crop": 1.0}},
+    "model": {"arch": "cnn", "width": 32, "depth": 2, "blocks": 2, "dropout": 0.3},
+    "train": {"epochs": 40, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-4, "schedule": "cosine",
+              "warmup_steps": 50, "early_stopping": {"patience": 15}},
+}
+
+
+def write_digits(folder: Path) -> Path:
+    """Write sklearn's digits as `folder/<digit>/<index>.png` (once; atomic) and return the folder."""
+    if folder.is_dir() and any(folder.iterdir()):
+        return folder
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=folder.parent))
+    try:
+        pixels = np.clip(digits.images * (255 / 16), 0, 255).round().astype(np.uint8)  # (N, 8, 8)
+        for i, (img, label) in enumerate(zip(pixels, digits.target, strict=True)):
+            d = tmp / str(label)
+            d.mkdir(exist_ok=True)
+            Image.fromarray(img, mode="L").save(d / f"{i:04d}.png")
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def run_quickstart(workdir: Path, *, quiet: bool = False) -> Run:
+    reporter = Reporter(quiet=quiet)
+    data = write_digits(workdir / "data" / "digits")
+    cfg = {**QUICKSTART_CONFIG, "output_dir": str(workdir / "runs"), "data": {"path": str(data)}}
+    run = train(cfg, quiet=quiet)
+    m = run.metrics
+    acc = m["test"]["accuracy"]
+    lines = [
+        "",
+        f"[bold green]done[/bold green]: test accuracy {acc['value']:.4f} "
+        f"(95% CI {acc['ci_low']:.4f}-{acc['ci_high']:.4f})",
+    ]
+    if "baseline" in m:
+        b = m["baseline"]["test"]["accuracy"]["value"]
+        lines.append(f"  baseline ({m['baseline']['name']}): {b:.4f}")
+    lines += [
+        f"  data         {data}",
+        f"  run          {run.path}",
+        f"  report       {run.path / 'report.html'}",
+        f"  metrics      {run.path / 'metrics.json'}",
+        f"  model        {run.path / 'model'}",
+        "next:",
+        f"  shipml predict {run.path} {data / '3'}",
+        "  shipml init --data your/data > shipml.yaml && shipml train shipml.yaml",
+    ]
+    for line in lines:
+        reporter.info(line)
+    return run

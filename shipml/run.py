@@ -1,0 +1,356 @@
+"""The Python API: `train(config) -> Run`, and `Run` to evaluate, predict and report on a run directory.
+
+A run directory (documented in docs/runs.md) is the artifact later stages read:
+
+    runs/<id>/config.yaml  run.json  data.json  metrics.jsonl  checkpoints/  best.safetensors
+              model/{model.safetensors,task.json}  metrics.json  predictions.parquet  report.html
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import secrets
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save
+
+from shipml._console import Reporter
+from shipml.config import Config, dump_config, load_config, parse_config
+from shipml.data import load_dataset, read_images, read_table
+from shipml.data.dataset import CleaningLog, Dataset
+from shipml.errors import DataError, TrainError
+from shipml.evaluate import HEADLINE, classification_metrics, fit_baseline, regression_metrics, write_report
+from shipml.tasks import Task, get_task_class
+from shipml.train import fit, predict_outputs
+from shipml.train.checkpoint import atomic_write_bytes
+
+__all__ = ["Run", "train"]
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def _environment(precision: str, threads: int) -> dict[str, Any]:
+    import accelerate
+    import sklearn
+
+    from shipml import __version__
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
+            "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "sklearn": sklearn.__version__, "accelerate": accelerate.__version__,
+            "shipml": __version__, "precision": precision}
+
+
+def _resolve(cfg: Config | str | Path | dict[str, Any], overrides: list[str] | None) -> Config:
+    if isinstance(cfg, Config):
+        return parse_config(cfg.model_dump(mode="json"), overrides=overrides) if overrides else cfg
+    if isinstance(cfg, dict):
+        return parse_config(cfg, overrides=overrides)
+    return load_config(cfg, overrides=overrides)
+
+
+def train(config: Config | str | Path | dict[str, Any], *, overrides: list[str] | None = None,
+          run_dir: str | Path | None = None, quiet: bool = False) -> Run:
+    """Load data, fit the task's preprocessing, train, evaluate on the test split and write the report."""
+    reporter = Reporter(quiet=quiet)
+    cfg = _resolve(config, overrides)
+    task_cls = get_task_class(cfg.task.name)
+    task = task_cls.from_config(cfg)
+    cfg = cfg.model_copy(update={"model": task.model_cfg})  # the resolved architecture goes on record
+    data = load_dataset(cfg.data, seed=cfg.seed, task_kind=task.kind, kind=task.data_kind)
+    for w in data.log.warnings:
+        reporter.warn(w)
+    if run_dir is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(cfg.output_dir) / f"{cfg.name}-{stamp}-{secrets.token_hex(2)}"
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise TrainError(f"{run_dir} already exists and is not empty; resume it with `shipml train --resume {run_dir}`")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
+    _write_json(run_dir / "data.json", data.summary())
+    task.fit(data)
+    _write_json(run_dir / "task.json", task.assets())
+    run = Run(run_dir)
+    run._write_status("training", created=_now())
+    reporter.info(f"run [bold]{run_dir}[/bold]: {task.name}, {data.summary()['splits']} rows")
+    return run._train(task, data, resume=False, reporter=reporter)
+
+
+class Run:
+    """A run directory: its config, trained model, metrics and report."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not (self.path / "config.yaml").is_file():
+            raise TrainError(f"{self.path} is not a shipml run directory (no config.yaml)")
+        self.config = load_config(self.path / "config.yaml")
+        self._task: Task | None = None
+        self._model: torch.nn.Module | None = None
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ state on disk
+    @property
+    def info(self) -> dict[str, Any]:
+        p = self.path / "run.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        p = self.path / "metrics.json"
+        if not p.exists():
+            raise TrainError(f"{self.path} has no metrics.json yet; run `shipml evaluate {self.path}`")
+        return json.loads(p.read_text())
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def _write_status(self, status: str, **fields: Any) -> None:
+        info = self.info | {"id": self.id, "name": self.config.name, "task": self.config.task.name,
+                            "status": status, "seed": self.config.seed} | fields
+        _write_json(self.path / "run.json", info)
+
+    @property
+    def task(self) -> Task:
+        """The fitted task (preprocessing, labels, architecture) saved with the model."""
+        if self._task is None:
+            for p in (self.path / "model" / "task.json", self.path / "task.json"):
+                if p.exists():
+                    assets = json.loads(p.read_text())
+                    self._task = get_task_class(assets["task"]).from_assets(assets)
+                    break
+            else:
+                raise TrainError(f"{self.path} has no fitted task; it did not get past data loading")
+        return self._task
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The final model (best validation checkpoint), in eval mode."""
+        if self._model is None:
+            weights = self.path / "model" / "model.safetensors"
+            if not weights.exists():
+                raise TrainError(
+                    f"{self.path} has no finished model; finish it with `shipml train --resume {self.path}`"
+                )
+            model = self.task.build_model()
+            model.load_state_dict(load_file(str(weights)))
+            self._model = model.eval()
+        return self._model
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def resume(cls, path: str | Path, *, quiet: bool = False) -> Run:
+        """Continue an interrupted run from its newest good checkpoint; bit-identical to not stopping."""
+        run = cls(path)
+        reporter = Reporter(quiet=quiet)
+        if run.info.get("status") == "finished":
+            reporter.info(f"{run.path} is already finished")
+            return run
+        task = run.task
+        data = load_dataset(run.config.data, seed=run.config.seed, task_kind=task.kind, kind=task.data_kind)
+        recorded = json.loads((run.path / "data.json").read_text())["fingerprint"]
+        if data.fingerprint != recorded:
+            raise DataError(f"the data at {run.config.data.path} changed since {run.path} started "
+                            f"(fingerprint {data.fingerprint[:12]} != {recorded[:12]}); start a new run instead")
+        return run._train(task, data, resume=True, reporter=reporter)
+
+    def _train(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter) -> Run:
+        cfg = self.config
+        result = fit(task, data, cfg.train, self.path, seed=cfg.seed, resume=resume, reporter=reporter)
+        model_dir = self.path / "model"
+        model_dir.mkdir(exist_ok=True)
+        state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
+        atomic_write_bytes(model_dir / "model.safetensors", save(state, metadata={"run": self.id}))
+        _write_json(model_dir / "task.json", task.assets())
+        self._task, self._model = task, result.model
+        self._write_status(
+            "trained", train_seconds=round(result.seconds, 2), steps=result.steps, best=result.best,
+            stopped_early=result.stopped_early, samples_per_s=round(result.samples_per_s, 1),
+            params=task.param_count(result.model),
+            environment=_environment(result.precision, torch.get_num_threads()),
+        )
+        reporter.info(f"trained {result.steps} steps in {result.seconds:.1f}s ({result.samples_per_s:.0f} samples/s)")
+        self.evaluate(data=data, quiet=reporter.quiet)
+        self.report()
+        self._write_status("finished", finished=_now())
+        return self
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, *, data: Dataset | None = None, quiet: bool = False) -> dict[str, Any]:
+        """Score the final model and a classic baseline on the test split; writes metrics.json."""
+        cfg, task, ev = self.config, self.task, self.config.evaluate
+        if data is None:
+            data = load_dataset(cfg.data, seed=cfg.seed, task_kind=task.kind, kind=task.data_kind)
+            recorded = json.loads((self.path / "data.json").read_text())["fingerprint"]
+            if data.fingerprint != recorded:
+                Reporter(quiet=quiet).warn("the data changed since training; metrics are on the current data")
+        inputs = task.encode_dataset(data)
+        out: dict[str, Any] = {}
+        preds: dict[str, np.ndarray] = {}
+        for split in ("val", "test"):
+            idx = data.indices(split)
+            if not len(idx):
+                continue
+            preds[split] = task.postprocess(predict_outputs(self.model, task, inputs, idx))
+            out[split] = self._score(data.y(split), preds[split], seed=cfg.seed)
+        if ev.baseline != "none":
+            t = time.perf_counter()
+            base = fit_baseline(data, ev.baseline, seed=cfg.seed)
+            pred = base.proba if task.kind == "classification" else base.pred
+            out["baseline"] = {"name": base.name, "test": self._score(data.y("test"), pred, seed=cfg.seed),
+                               "fit_seconds": round(time.perf_counter() - t, 2), "notes": base.notes}
+        _write_json(self.path / "metrics.json", out)
+        if "test" in preds:
+            self._write_predictions(data, preds["test"])
+        if not quiet:
+            self._print_summary(out)
+        return out
+
+    def _score(self, y: np.ndarray, pred: np.ndarray, *, seed: int) -> dict[str, Any]:
+        ev = self.config.evaluate
+        if self.task.kind == "classification":
+            assert self.task.classes is not None
+            return classification_metrics(y, pred, self.task.classes, n_bootstrap=ev.bootstrap,
+                                          confidence=ev.confidence, seed=seed)
+        return regression_metrics(y, pred, n_bootstrap=ev.bootstrap, confidence=ev.confidence, seed=seed)
+
+    def _write_predictions(self, data: Dataset, pred: np.ndarray) -> None:
+        idx = data.indices("test")
+        df = pd.DataFrame({"row": idx})
+        task = self.task
+        if task.kind == "classification":
+            assert task.classes is not None
+            df["y_true"] = data.frame[data.target].iloc[idx].astype(str).to_numpy()
+            df["y_pred"] = [task.classes[i] for i in pred.argmax(axis=1)]
+            df["confidence"] = pred.max(axis=1)
+            for j, c in enumerate(task.classes):
+                df[f"proba:{c}"] = pred[:, j]
+        else:
+            df["y_true"] = data.y("test")
+            df["y_pred"] = pred
+        if data.images is not None:
+            df["source"] = data.frame["source"].iloc[idx].astype(str).to_numpy()
+            df["image_png"] = [_thumbnail(data.images[i]) for i in idx]
+        else:
+            for col in data.features:
+                df[f"feature:{col}"] = data.frame[col].iloc[idx].to_numpy()
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(self.path / "predictions.parquet", buf.getvalue())
+
+    def _print_summary(self, metrics: dict[str, Any]) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        head = HEADLINE[self.task.kind]
+        table = Table(title=f"{self.id}: test {head}")
+        for col in ("model", head, "95% CI"):
+            table.add_column(col)
+        rows = [("shipml", metrics.get("test"))]
+        if "baseline" in metrics:
+            rows.append((metrics["baseline"]["name"], metrics["baseline"]["test"]))
+        for name, m in rows:
+            if m is None:
+                continue
+            v = m[head]
+            ci = "" if v.get("ci_low") is None else f"[{v['ci_low']:.4f}, {v['ci_high']:.4f}]"
+            table.add_row(name, f"{v['value']:.4f}", ci)
+        Console(stderr=True).print(table)
+
+    def report(self) -> Path:
+        """(Re)write report.html from the files in the run directory."""
+        return write_report(self.path)
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, x: Any) -> pd.DataFrame:
+        """Predict for new data: a DataFrame or table file (tabular tasks); an (N,H,W[,C]) uint8 array,
+        an image file, a folder of images or a list of image paths (image tasks)."""
+        task = self.task
+        sources: list[str] | None = None
+        if task.data_kind == "images":
+            images, sources = self._images_from(x)
+            inputs = task.encode(None, images)
+        else:
+            frame = x if isinstance(x, pd.DataFrame) else read_table(Path(x))
+            try:
+                inputs = task.encode(frame, None)
+            except ValueError as err:
+                raise DataError(str(err)) from None
+        n = len(next(iter(inputs.values())))
+        pred = task.postprocess(predict_outputs(self.model, task, inputs, np.arange(n)))
+        out = pd.DataFrame({"source": sources} if sources is not None else {})
+        if task.kind == "classification":
+            assert task.classes is not None
+            out["prediction"] = [task.classes[i] for i in pred.argmax(axis=1)]
+            out["confidence"] = pred.max(axis=1)
+            for j, c in enumerate(task.classes):
+                out[f"proba:{c}"] = pred[:, j]
+        else:
+            out["prediction"] = pred
+        return out
+
+    def _images_from(self, x: Any) -> tuple[np.ndarray, list[str]]:
+        h, w = self.task.prep["size"]
+        c = self.task.prep["channels"]
+        if isinstance(x, np.ndarray):
+            arr = x[..., None] if x.ndim == 3 else x
+            if arr.ndim != 4 or arr.shape[1:] != (h, w, c) or arr.dtype != np.uint8:
+                raise DataError(f"expected uint8 images of shape (N, {h}, {w}, {c}), got {arr.dtype} {x.shape}")
+            return arr, [str(i) for i in range(len(arr))]
+        paths: list[Path]
+        if isinstance(x, (list, tuple)):
+            paths = [Path(p) for p in x]
+        else:
+            p = Path(x)
+            if not p.exists():
+                raise DataError(f"{p} does not exist; give an image file or a folder of images")
+            paths = sorted(q for q in p.rglob("*") if q.suffix.lower() in _IMAGE_SUFFIXES) if p.is_dir() else [p]
+        if not paths:
+            raise DataError(f"no images found in {x}")
+        log = CleaningLog()
+        images, ok = read_images(paths, (h, w), c, log)
+        for item in log.skipped:
+            Reporter().warn(f"skipped {item['item']}: {item['reason']}")
+        if not len(ok):
+            raise DataError(f"none of the {len(paths)} images could be read")
+        return images, [str(paths[i]) for i in ok]
+
+
+def _thumbnail(img: np.ndarray, max_side: int = 64) -> bytes:
+    """A small PNG of one (H, W, C) uint8 image, for the report."""
+    pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
+    pil.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+

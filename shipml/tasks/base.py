@@ -1,0 +1,186 @@
+"""What every task family provides: preprocessing it learns, a model builder, batching, loss, predictions.
+
+A task is fitted on the training split (`fit`), after which everything it learned is JSON
+(`assets()`), so a saved model can be rebuilt without the training data and without pickles.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, TypeAdapter
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score
+from torch import nn
+
+from shipml.config import Config, ModelConfig, TaskConfig
+from shipml.data.dataset import Dataset
+from shipml.errors import ConfigError
+
+__all__ = ["ClassificationTask", "RegressionTask", "Task"]
+
+Tensors = dict[str, torch.Tensor]
+_MODEL_ADAPTER: TypeAdapter[Any] = TypeAdapter(ModelConfig)
+
+
+class Task(ABC):
+    """Base class of a task family. Subclasses register themselves with `@register_task`."""
+
+    name: ClassVar[str]
+    kind: ClassVar[Literal["classification", "regression"]]
+    data_kind: ClassVar[Literal["table", "images"]]
+    default_model: ClassVar[type[BaseModel]]
+    headline: ClassVar[str]  # the metric early stopping and the frontier use by default
+    prefers_bf16: ClassVar[bool] = False  # measured: bf16 autocast speeds this family up on CPUs with bf16
+
+    def __init__(self, model: BaseModel | None = None, task: TaskConfig | None = None) -> None:
+        self.model_cfg: BaseModel = model if model is not None else self.default_model()
+        if not isinstance(self.model_cfg, self.default_model):
+            allowed = self.default_model.model_fields["arch"].default
+            raise ConfigError(
+                f"model.arch: {getattr(self.model_cfg, 'arch', '?')!r} does not fit task {self.name!r}; "
+                f"use arch: {allowed}"
+            )
+        self.task_cfg = task if task is not None else TaskConfig(name=self.name)
+        self.classes: list[str] | None = None
+        self.prep: dict[str, Any] = {}  # learned preprocessing, JSON-able; empty until fit
+
+    # ------------------------------------------------------------------ construction and learned state
+    @classmethod
+    def from_config(cls, cfg: Config) -> Task:
+        return cls(model=cfg.model, task=cfg.task)
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.prep)
+
+    def fit(self, data: Dataset) -> Task:
+        """Learn preprocessing (and the label set) from the training split only."""
+        if data.kind != self.data_kind:
+            raise ConfigError(
+                f"task {self.name!r} needs {self.data_kind} data but {data.source!r} is {data.kind} data; "
+                f"pick a task for it (see `shipml tasks`)"
+            )
+        self.classes = list(data.classes) if data.classes is not None else None
+        self.prep = self._fit_preprocessing(data)
+        return self
+
+    @abstractmethod
+    def _fit_preprocessing(self, data: Dataset) -> dict[str, Any]: ...
+
+    def assets(self) -> dict[str, Any]:
+        """Everything needed to rebuild this fitted task and its model, as JSON."""
+        if not self.fitted:
+            raise RuntimeError("task is not fitted")
+        return {
+            "task": self.name,
+            "kind": self.kind,
+            "model": self.model_cfg.model_dump(mode="json"),
+            "task_config": self.task_cfg.model_dump(mode="json"),
+            "classes": self.classes,
+            "preprocessing": self.prep,
+        }
+
+    @classmethod
+    def from_assets(cls, assets: dict[str, Any]) -> Task:
+        task = cls(
+            model=_MODEL_ADAPTER.validate_python(assets["model"]),
+            task=TaskConfig.model_validate(assets["task_config"]),
+        )
+        task.classes = assets.get("classes")
+        task.prep = assets["preprocessing"]
+        return task
+
+    # ------------------------------------------------------------------ data to tensors
+    @abstractmethod
+    def encode(self, frame: pd.DataFrame | None, images: np.ndarray | None) -> Tensors:
+        """Turn rows (a frame of features, or (N,H,W,C) uint8 images) into model inputs, all at once."""
+
+    def encode_dataset(self, data: Dataset) -> Tensors:
+        return self.encode(data.frame, data.images)
+
+    @abstractmethod
+    def encode_targets(self, y: np.ndarray) -> torch.Tensor:
+        """Dataset targets (class indices or values) to what the loss expects."""
+
+    def make_batch(self, inputs: Tensors, idx: torch.Tensor, *, train: bool, gen: torch.Generator) -> Tensors:
+        """Select one batch; training batches may be augmented using `gen` (and only `gen`)."""
+        return {k: v[idx] for k, v in inputs.items()}
+
+    # ------------------------------------------------------------------ model, loss, predictions
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """A fresh model; its forward takes the keys of `encode()` as keyword arguments."""
+
+    @abstractmethod
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def postprocess(self, outputs: torch.Tensor) -> np.ndarray:
+        """Model outputs to predictions: (N, C) probabilities, or (N,) values in the target's units."""
+
+    @abstractmethod
+    def quick_metrics(self, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        """Cheap validation metrics for early stopping and learning curves (no CIs)."""
+
+    def param_count(self, model: nn.Module) -> int:
+        return sum(p.numel() for p in model.parameters())
+
+
+class ClassificationTask(Task):
+    kind = "classification"
+    headline = "accuracy"
+
+    @property
+    def n_classes(self) -> int:
+        assert self.classes is not None
+        return len(self.classes)
+
+    def encode_targets(self, y: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(y, dtype=np.int64))
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(outputs.float(), targets)
+
+    def postprocess(self, outputs: torch.Tensor) -> np.ndarray:
+        return torch.softmax(outputs.float(), dim=-1).numpy()
+
+    def quick_metrics(self, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        labels = pred.argmax(axis=1)
+        return {
+            "accuracy": float(accuracy_score(y, labels)),
+            "macro_f1": float(f1_score(y, labels, average="macro", labels=range(pred.shape[1]), zero_division=0)),
+        }
+
+    def labels_of(self, proba: np.ndarray) -> list[str]:
+        assert self.classes is not None
+        return [self.classes[i] for i in proba.argmax(axis=1)]
+
+
+class RegressionTask(Task):
+    """Targets are standardised with training statistics; predictions are returned in original units."""
+
+    kind = "regression"
+    headline = "r2"
+
+    def _target_stats(self, data: Dataset) -> dict[str, float]:
+        y = data.y("train")
+        std = float(y.std())
+        return {"mean": float(y.mean()), "std": std if std > 0 else 1.0}
+
+    def encode_targets(self, y: np.ndarray) -> torch.Tensor:
+        t = self.prep["target"]
+        return torch.as_tensor((np.asarray(y, dtype=np.float64) - t["mean"]) / t["std"], dtype=torch.float32)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(outputs.float().squeeze(-1), targets)
+
+    def postprocess(self, outputs: torch.Tensor) -> np.ndarray:
+        t = self.prep["target"]
+        return outputs.float().squeeze(-1).numpy().astype(np.float64) * t["std"] + t["mean"]
+
+    def quick_metrics(self, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        return {"r2": float(r2_score(y, pred)), "mae": float(mean_absolute_error(y, pred))}

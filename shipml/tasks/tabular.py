@@ -1,0 +1,116 @@
+"""tabular-classification and tabular-regression: an MLP over scaled numbers and categorical embeddings.
+
+Preprocessing is learned from the training split and stored as JSON: per numeric column its
+median (imputation), mean and std (scaling); per categorical column its category list (index 0 is
+"unknown or missing", so unseen values at prediction time are handled, not crashed on).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from shipml.config import MLPConfig
+from shipml.data.dataset import Dataset
+from shipml.tasks._registry import register_task
+from shipml.tasks.base import ClassificationTask, RegressionTask, Task, Tensors
+
+__all__ = ["MLP", "TabularClassification", "TabularRegression"]
+
+
+class MLP(nn.Module):
+    """[numeric features | one embedding per categorical column] -> hidden layers -> outputs."""
+
+    def __init__(self, n_numeric: int, cardinalities: list[int], n_out: int, cfg: MLPConfig) -> None:
+        super().__init__()
+        dims = [cfg.embedding_dim or min(16, (k + 1) // 2 + 1) for k in cardinalities]
+        self.embeddings = nn.ModuleList(nn.Embedding(k + 1, d) for k, d in zip(cardinalities, dims, strict=True))
+        layers: list[nn.Module] = []
+        width = n_numeric + sum(dims)
+        for h in cfg.hidden:
+            layers.append(nn.Linear(width, h))
+            if cfg.batchnorm:
+                layers.append(nn.BatchNorm1d(h))
+            layers += [nn.ReLU(inplace=True), nn.Dropout(cfg.dropout)]
+            width = h
+        layers.append(nn.Linear(width, n_out))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, num: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        # num: (B, n_numeric) float, cat: (B, n_categorical) int64 -> (B, n_out)
+        parts = [num] + [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
+        return self.net(torch.cat(parts, dim=1))
+
+
+class _Tabular(Task):
+    data_kind = "table"
+    default_model = MLPConfig
+
+    def _fit_columns(self, data: Dataset) -> dict[str, Any]:
+        train = data.frame.iloc[data.indices("train")]
+        numeric, categorical = [], []
+        for col in data.features:
+            if col in data.categorical:
+                counts = train[col].dropna().astype(str).value_counts()
+                # most frequent first, ties by name: deterministic
+                cats = sorted(counts.index, key=lambda c: (-counts[c], c))
+                categorical.append({"name": col, "categories": list(cats)})
+            else:
+                values = pd.to_numeric(train[col], errors="coerce").astype(np.float64)
+                median = float(values.median()) if values.notna().any() else 0.0
+                filled = values.fillna(median)
+                std = float(filled.std(ddof=0))
+                numeric.append(
+                    {"name": col, "median": median, "mean": float(filled.mean()), "std": std if std > 1e-12 else 1.0}
+                )
+        return {"numeric": numeric, "categorical": categorical}
+
+    def encode(self, frame: pd.DataFrame | None, images: np.ndarray | None) -> Tensors:
+        if frame is None:
+            raise ValueError("tabular tasks need a frame of features")
+        needed = [c["name"] for c in self.prep["numeric"] + self.prep["categorical"]]
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise ValueError(f"missing feature columns: {missing}; the model needs {needed}")
+        n = len(frame)
+        num = np.zeros((n, len(self.prep["numeric"])), dtype=np.float32)
+        for j, spec in enumerate(self.prep["numeric"]):
+            v = pd.to_numeric(frame[spec["name"]], errors="coerce").astype(np.float64).fillna(spec["median"])
+            num[:, j] = (v.to_numpy() - spec["mean"]) / spec["std"]
+        cat = np.zeros((n, len(self.prep["categorical"])), dtype=np.int64)
+        for j, spec in enumerate(self.prep["categorical"]):
+            lookup = {c: i + 1 for i, c in enumerate(spec["categories"])}
+            col = frame[spec["name"]]
+            cat[:, j] = [0 if pd.isna(v) else lookup.get(str(v), 0) for v in col]
+        return {"num": torch.from_numpy(num), "cat": torch.from_numpy(cat)}
+
+    def _build(self, n_out: int) -> nn.Module:
+        assert isinstance(self.model_cfg, MLPConfig)
+        cards = [len(c["categories"]) for c in self.prep["categorical"]]
+        return MLP(len(self.prep["numeric"]), cards, n_out, self.model_cfg)
+
+
+@register_task("tabular-classification")
+class TabularClassification(ClassificationTask, _Tabular):
+    """Rows of numeric/categorical features -> class probabilities."""
+
+    def _fit_preprocessing(self, data: Dataset) -> dict[str, Any]:
+        return self._fit_columns(data)
+
+    def build_model(self) -> nn.Module:
+        return self._build(self.n_classes)
+
+
+@register_task("tabular-regression")
+class TabularRegression(RegressionTask, _Tabular):
+    """Rows of numeric/categorical features -> one real value."""
+
+    def _fit_preprocessing(self, data: Dataset) -> dict[str, Any]:
+        return {**self._fit_columns(data), "target": self._target_stats(data)}
+
+    def build_model(self) -> nn.Module:
+        return self._build(1)

@@ -1,0 +1,82 @@
+"""Layering is a test: imports may only point down the room order of DESIGN.md.
+
+    errors, _console  <-  config  <-  data  <-  tasks  <-  train, evaluate  <-  run, quickstart, scaffold  <-  cli
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "shipml"
+
+# room -> rooms it may import from (besides itself)
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "_console": set(),
+    "config": {"errors"},
+    "data": {"errors", "config"},
+    "tasks": {"errors", "config", "data"},
+    "evaluate": {"errors", "config", "data"},
+    "train": {"errors", "config", "data", "tasks", "_console"},
+    "run": {"errors", "config", "data", "tasks", "train", "evaluate", "_console", "__init__"},
+    "quickstart": {"errors", "config", "run", "_console"},
+    "scaffold": {"errors", "config", "data", "tasks"},
+    "cli": {"*"},
+    "__init__": {"errors", "config", "run", "tasks"},
+}
+# rooms that must never import torch (they run where torch is not installed, or need not be)
+NO_TORCH = {"errors", "config", "data", "evaluate", "scaffold", "_console"}
+
+
+def _room(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append(node.module)
+    return out
+
+
+FILES = sorted(PKG.rglob("*.py"))
+
+
+def test_every_room_is_known() -> None:
+    rooms = {_room(f) for f in FILES}
+    assert rooms <= set(ALLOWED), f"new room(s) {rooms - set(ALLOWED)}: add them to ALLOWED with their layer"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PKG)))
+def test_imports_point_down(path: Path) -> None:
+    room = _room(path)
+    allowed = ALLOWED[room]
+    for mod in _imports(path):
+        parts = mod.split(".")
+        if parts[0] == "torch" or parts[0] == "accelerate":
+            assert room not in NO_TORCH, f"{path.relative_to(PKG)} imports {mod}; room {room!r} must not use torch"
+        if parts[0] != "shipml":
+            continue
+        target = parts[1] if len(parts) > 1 else "__init__"
+        if target == room or "*" in allowed:
+            continue
+        assert target in allowed, (
+            f"{path.relative_to(PKG)} imports {mod}: room {room!r} may only import from {sorted(allowed)}"
+        )
+
+
+def test_checker_catches_a_wrong_import(tmp_path: Path) -> None:
+    """The rule has teeth: an upward import in a data module is reported."""
+    bad = tmp_path / "x.py"
+    bad.write_text("from shipml.train import fit\nimport torch\n")
+    mods = _imports(bad)
+    assert "shipml.train" in mods and "torch" in mods
+    assert "train" not in ALLOWED["data"] and "data" in NO_TORCH
