@@ -152,7 +152,8 @@ class EarlyStoppingConfig(_Section):
     """Stop when the validation metric has not improved for `patience` evaluations."""
 
     metric: str | None = Field(
-        None, description="Validation metric to watch; default: the task's headline metric (or loss)."
+        None, description="Validation metric that selects the best checkpoint and stops early: loss (default), "
+        "accuracy, macro_f1 (classification), r2, mae (regression)."
     )
     mode: Literal["auto", "max", "min"] = Field("auto", description="auto: min for losses/errors, else max.")
     patience: int | None = Field(None, ge=1, description="Evaluations without improvement; null = never stop.")

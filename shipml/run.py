@@ -32,8 +32,8 @@ from shipml.data.dataset import CleaningLog, Dataset
 from shipml.errors import DataError, TrainError
 from shipml.evaluate import HEADLINE, classification_metrics, fit_baseline, regression_metrics, write_report
 from shipml.tasks import Task, get_task_class
-from shipml.train import fit, predict_outputs
-from shipml.train.checkpoint import atomic_write_bytes
+from shipml.training import fit, predict_outputs
+from shipml.training.checkpoint import atomic_write_bytes
 
 __all__ = ["Run", "train"]
 

@@ -28,3 +28,9 @@ def test_import_shipml_does_not_import_torch() -> None:
     code = "import sys, shipml, shipml.config, shipml.errors; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_train_stays_the_function_after_the_training_room_is_imported() -> None:
+    import shipml.training  # a submodule named like the API function would shadow it
+
+    assert callable(shipml.train) and shipml.train.__module__ == "shipml.run"

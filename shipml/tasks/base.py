@@ -35,6 +35,8 @@ class Task(ABC):
     default_model: ClassVar[type[BaseModel]]
     headline: ClassVar[str]  # the metric early stopping and the frontier use by default
     prefers_bf16: ClassVar[bool] = False  # measured: bf16 autocast speeds this family up on CPUs with bf16
+    # what `shipml init` proposes for this family: {"task": {...}, "model": {...}, "train": {...}}
+    recipe: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, model: BaseModel | None = None, task: TaskConfig | None = None) -> None:
         self.model_cfg: BaseModel = model if model is not None else self.default_model()

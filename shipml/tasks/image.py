@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -68,6 +68,9 @@ class ImageClassification(ClassificationTask):
     data_kind = "images"
     default_model = CNNConfig
     prefers_bf16 = True  # bench/train_throughput.py: ~2x samples/s with bf16 autocast on AMX CPUs
+    recipe: ClassVar[dict[str, Any]] = {  # bench/foundation.py: MNIST 5k -> 99.8% test accuracy in ~30 s on 2 cores
+        "train": {"epochs": 15, "batch_size": 64, "lr": 2e-3, "weight_decay": 5e-4, "schedule": "cosine"},
+    }
 
     @property
     def augment(self) -> AugmentConfig:
@@ -100,8 +103,9 @@ class ImageClassification(ClassificationTask):
 
     def make_batch(self, inputs: Tensors, idx: torch.Tensor, *, train: bool, gen: torch.Generator) -> Tensors:
         x = inputs["pixels"][idx].float() * self.prep["scale"]  # (B, C, H, W) in [0, 1]
-        if train:
-            x = random_affine(x, self.augment, gen)
+        aug = self.augment
+        if train and (aug.shift or aug.rotation or aug.crop < 1):
+            x = random_affine(x, aug, gen)
         mean = torch.tensor(self.prep["mean"]).view(1, -1, 1, 1)
         std = torch.tensor(self.prep["std"]).view(1, -1, 1, 1)
         x = (x - mean) / std

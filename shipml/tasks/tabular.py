@@ -7,7 +7,7 @@ median (imputation), mean and std (scaling); per categorical column its category
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from shipml.config import MLPConfig
+from shipml.data import category_text
 from shipml.data.dataset import Dataset
 from shipml.tasks._registry import register_task
 from shipml.tasks.base import ClassificationTask, RegressionTask, Task, Tensors
@@ -55,7 +56,7 @@ class _Tabular(Task):
         numeric, categorical = [], []
         for col in data.features:
             if col in data.categorical:
-                counts = train[col].dropna().astype(str).value_counts()
+                counts = category_text(train[col]).dropna().value_counts()
                 # most frequent first, ties by name: deterministic
                 cats = sorted(counts.index, key=lambda c: (-counts[c], c))
                 categorical.append({"name": col, "categories": list(cats)})
@@ -84,8 +85,8 @@ class _Tabular(Task):
         cat = np.zeros((n, len(self.prep["categorical"])), dtype=np.int64)
         for j, spec in enumerate(self.prep["categorical"]):
             lookup = {c: i + 1 for i, c in enumerate(spec["categories"])}
-            col = frame[spec["name"]]
-            cat[:, j] = [0 if pd.isna(v) else lookup.get(str(v), 0) for v in col]
+            col = category_text(frame[spec["name"]])  # the same text form training saw (1.0 -> "1")
+            cat[:, j] = [0 if pd.isna(v) else lookup.get(v, 0) for v in col]
         return {"num": torch.from_numpy(num), "cat": torch.from_numpy(cat)}
 
     def _build(self, n_out: int) -> nn.Module:
@@ -98,6 +99,11 @@ class _Tabular(Task):
 class TabularClassification(ClassificationTask, _Tabular):
     """Rows of numeric/categorical features -> class probabilities."""
 
+    recipe: ClassVar[dict[str, Any]] = {  # bench/foundation.py: breast cancer, 5 seeds
+        "model": {"arch": "mlp", "hidden": [64], "dropout": 0.2},
+        "train": {"epochs": 100, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-2},
+    }
+
     def _fit_preprocessing(self, data: Dataset) -> dict[str, Any]:
         return self._fit_columns(data)
 
@@ -108,6 +114,11 @@ class TabularClassification(ClassificationTask, _Tabular):
 @register_task("tabular-regression")
 class TabularRegression(RegressionTask, _Tabular):
     """Rows of numeric/categorical features -> one real value."""
+
+    recipe: ClassVar[dict[str, Any]] = {  # bench/foundation.py: diabetes, 5 seeds, against the ridge baseline
+        "model": {"arch": "mlp", "hidden": [32], "dropout": 0.1},
+        "train": {"epochs": 200, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-2},
+    }
 
     def _fit_preprocessing(self, data: Dataset) -> dict[str, Any]:
         return {**self._fit_columns(data), "target": self._target_stats(data)}

@@ -1,7 +1,7 @@
 """Training: the loop (on HF Accelerate), optimizers and schedules, resumable checkpoints."""
 
-from shipml.train.checkpoint import list_checkpoints, load_latest
-from shipml.train.loop import TrainResult, cpu_supports_bf16, fit, predict_outputs, resolve_precision
+from shipml.training.checkpoint import list_checkpoints, load_latest
+from shipml.training.loop import TrainResult, cpu_supports_bf16, fit, predict_outputs, resolve_precision
 
 __all__ = ["TrainResult", "cpu_supports_bf16", "fit", "list_checkpoints", "load_latest", "predict_outputs",
            "resolve_precision"]

@@ -16,9 +16,9 @@ from sklearn.datasets import load_breast_cancer
 from shipml.config import TrainConfig
 from shipml.data.dataset import CleaningLog, Dataset
 from shipml.tasks import create_task
-from shipml.train import fit, predict_outputs
-from shipml.train.checkpoint import list_checkpoints
-from shipml.train.optim import lr_factor
+from shipml.training import fit, predict_outputs
+from shipml.training.checkpoint import list_checkpoints
+from shipml.training.optim import lr_factor
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_fit_learns_and_logs(cancer: Dataset, tmp_path: Path) -> None:
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in records} == {"train", "val"}
     assert sum(r["kind"] == "val" for r in records) == 4  # one validation per epoch
-    assert res.best is not None and res.best["metric"] == "accuracy"
+    assert res.best is not None and res.best["metric"] == "loss"
     assert list_checkpoints(tmp_path / "checkpoints")
 
 

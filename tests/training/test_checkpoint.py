@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from shipml.train.checkpoint import list_checkpoints, load_latest, save_checkpoint
+from shipml.training.checkpoint import list_checkpoints, load_latest, save_checkpoint
 
 
 def _tensors(v: float) -> dict[str, torch.Tensor]:

@@ -1,0 +1,57 @@
+"""Where shipml keeps what it derives from user data: unpacked archives and decoded images.
+
+Everything derived is written under one cache folder, never beside the user's files, and always
+atomically (temp name in the same folder, then rename), so a crash or two concurrent runs can never
+leave a half-written entry that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from shipml.errors import DataError
+
+__all__ = ["atomic_write_bytes", "cache_dir", "cache_subdir", "file_sha256"]
+
+
+def cache_dir() -> Path:
+    """The cache root: `$SHIPML_CACHE` if set (tests, shared caches), else ~/.cache/shipml."""
+    env = os.environ.get("SHIPML_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "shipml"
+
+
+def cache_subdir(name: str) -> Path:
+    """A created sub-folder of the cache; a clear DataError if the cache cannot be written."""
+    path = cache_dir() / name
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(
+            f"cannot create the shipml cache folder {path} ({err.strerror or err}); "
+            "set SHIPML_CACHE to a writable folder"
+        ) from None
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex of a file's bytes, read in chunks so large archives do not fill memory."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

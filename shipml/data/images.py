@@ -1,0 +1,149 @@
+"""Image folders: finding the image files, their classes and any split folders (nothing decoded here).
+
+Layouts understood (suffixes case-insensitive, hidden files and __MACOSX ignored, nesting allowed
+inside a class folder, one wrapping top folder allowed):
+
+    root/<class>/**/*.png                       the split is drawn
+    root/{train,val,test}/<class>/**/*.png      the split is given (missing splits carved from train)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipml.errors import DataError
+
+__all__ = ["GREY_MODES", "IMAGE_SUFFIXES", "ImageLayout", "discover_images", "has_images"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+SPLIT_FOLDERS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+GREY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+@dataclass
+class ImageLayout:
+    """The image files of a data set, sorted by relative path; nothing decoded yet."""
+
+    base: Path  # relative paths below are relative to this (the user's folder or the unpacked archive)
+    relpaths: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # class folder names, not yet normalised
+    splits: list[str] = field(default_factory=list)  # "train"/"val"/"test" from a split folder, else ""
+    stats: list[tuple[int, int]] = field(default_factory=list)  # (bytes, mtime ns), for the cache key
+    split_folders: bool = False
+    loose: int = 0  # images lying outside any class folder (ignored)
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+
+def _children(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Visible sub-folders and files of a folder, each sorted by name."""
+    dirs, files = [], []
+    with os.scandir(folder) as it:
+        for entry in it:
+            if _hidden(entry.name):
+                continue
+            (dirs if entry.is_dir() else files).append(Path(entry.path))
+    return sorted(dirs), sorted(files)
+
+
+def _iter_images(folder: Path) -> Iterator[os.DirEntry[str]]:
+    """Visible image files anywhere below `folder`, following folder links but never in a cycle."""
+    seen: set[tuple[int, int]] = set()
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        st = current.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(current) as it:
+            for entry in it:
+                if _hidden(entry.name):
+                    continue
+                if entry.is_dir():
+                    stack.append(Path(entry.path))
+                elif _is_image(entry.name):
+                    yield entry
+
+
+def has_images(folder: Path) -> bool:
+    """True when any visible file below `folder` has an image suffix (stops at the first)."""
+    return next(_iter_images(folder), None) is not None
+
+
+def _walk_class(folder: Path, base: Path, label: str, split: str, out: ImageLayout) -> None:
+    for entry in _iter_images(folder):
+        st = entry.stat()
+        out.relpaths.append(Path(entry.path).relative_to(base).as_posix())
+        out.labels.append(label)
+        out.splits.append(split)
+        out.stats.append((st.st_size, st.st_mtime_ns))
+
+
+def _no_images(base: Path) -> DataError:
+    return DataError(
+        f"no images found under {base}; expected root/<class>/*.png (one folder per class) or "
+        "root/train/<class>/*.png + root/test/<class>/*.png, with .png/.jpg/.jpeg/.bmp/.gif/.webp files"
+    )
+
+
+def discover_images(base: Path) -> ImageLayout:
+    """Find the class (and split) folders under `base` and list their image files."""
+    top = base
+    while True:  # unwrap single wrapping folders such as mnist5k.tar.gz -> mnist5k/<digit>/
+        dirs, files = _children(top)
+        if (
+            len(dirs) == 1
+            and not any(_is_image(f.name) for f in files)
+            and dirs[0].name.lower() not in SPLIT_FOLDERS
+            and _children(dirs[0])[0]
+        ):
+            top = dirs[0]
+            continue
+        break
+    layout = ImageLayout(base=base)
+    layout.loose = sum(_is_image(f.name) for f in files)
+    split_dirs = {d: SPLIT_FOLDERS.get(d.name.lower()) for d in dirs}
+    if dirs and all(split_dirs.values()):
+        if "train" not in split_dirs.values():
+            raise DataError(
+                f"{top} has split folders {', '.join(d.name for d in dirs)} but no train/; "
+                "add train/<class>/ or put the classes directly under the root"
+            )
+        layout.split_folders = True
+        for split_dir, split in split_dirs.items():
+            class_dirs, loose = _children(split_dir)
+            layout.loose += sum(_is_image(f.name) for f in loose)
+            for class_dir in class_dirs:
+                _walk_class(class_dir, base, class_dir.name, split or "", layout)
+    else:
+        for class_dir in dirs:
+            _walk_class(class_dir, base, class_dir.name, "", layout)
+    if not layout.relpaths:
+        raise _no_images(base)
+    order = sorted(range(len(layout)), key=layout.relpaths.__getitem__)
+    layout.relpaths = [layout.relpaths[i] for i in order]
+    layout.labels = [layout.labels[i] for i in order]
+    layout.splits = [layout.splits[i] for i in order]
+    layout.stats = [layout.stats[i] for i in order]
+    return layout

@@ -1,0 +1,102 @@
+"""`shipml init`: a commented shipml.yaml inferred from the data.
+
+The comments are the field descriptions of the pydantic models in `shipml.config`, so the file a
+user starts from documents itself and never drifts from what the loader accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from shipml.config import parse_config
+from shipml.data import infer_data
+from shipml.errors import ConfigError
+from shipml.tasks import get_task_class
+
+__all__ = ["init_config"]
+
+
+def _scalar(v: Any) -> str:
+    return yaml.safe_dump(v, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+
+
+def _section(model: BaseModel, indent: int, skip: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    """`key: value  # description` lines for every field of `model` (nested models become blocks)."""
+    pad = " " * indent
+    lines: list[str] = []
+    for name, field in type(model).model_fields.items():
+        if name in skip:
+            continue
+        value = getattr(model, name)
+        doc = (field.description or "").strip()
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:" + (f"  # {doc}" if doc else ""))
+            lines += _section(value, indent + 2)
+            continue
+        dumped = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        if isinstance(dumped, tuple):
+            dumped = list(dumped)
+        text = f"{pad}{name}: {_scalar(dumped)}"
+        lines.append(f"{text:<44}  # {doc}" if doc else text)
+    return lines
+
+
+def _default_name(path: str) -> str:
+    stem = path.removeprefix("sklearn:").rstrip("/").split("/")[-1]
+    for suffix in (".tar.gz", ".tar.bz2", ".tgz", ".zip", ".tar", ".csv", ".jsonl", ".parquet"):
+        stem = stem.removesuffix(suffix)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "run"
+    return stem if stem[0].isalnum() else f"run-{stem}"
+
+
+def init_config(data: str, *, task: str | None = None, name: str | None = None) -> str:
+    """A commented YAML config for `data`; validated before it is returned."""
+    profile = infer_data(data)
+    task_name = task or profile.task
+    task_cls = get_task_class(task_name)
+    if task_cls.data_kind != profile.kind:
+        raise ConfigError(f"--task {task_name} needs {task_cls.data_kind} data, but {data} holds {profile.kind} data")
+    recipe = task_cls.recipe
+    data_fields: dict[str, Any] = {"path": data}
+    if profile.kind == "table" and profile.target:
+        data_fields["target"] = profile.target
+    cfg = parse_config({
+        "name": name or _default_name(data),
+        "data": data_fields,
+        "task": {"name": task_name, **recipe.get("task", {})},
+        "model": recipe.get("model", task_cls.default_model().model_dump()),
+        "train": recipe.get("train", {}),
+    })
+    head = [f"# shipml.yaml, written by `shipml init --data {data}`.", f"# {_describe(profile.to_dict())}"]
+    head += [
+        "# Every field below shows its default or inferred value; delete what you do not change.",
+        "# Override one field at train time: shipml train THIS.yaml --set train.epochs=3",
+        "",
+    ]
+    body = _section(cfg, 0, skip={"data", "task", "model", "train", "evaluate"})
+    for key, model in (("data", cfg.data), ("task", cfg.task), ("model", cfg.model), ("train", cfg.train),
+                       ("evaluate", cfg.evaluate)):
+        assert isinstance(model, BaseModel)
+        body += ["", f"{key}:", *_section(model, 2)]
+    text = "\n".join(head + body) + "\n"
+    parse_config(yaml.safe_load(text), source="generated config")  # what we print must load
+    return text
+
+
+def _describe(p: dict[str, Any]) -> str:
+    if p["kind"] == "images":
+        size = "x".join(str(s) for s in p.get("image_size") or []) or "?"
+        what = f"{p['rows']} images, {size}, {'grey' if p.get('channels') == 1 else 'colour'}"
+    else:
+        what = f"{p['rows']} rows, {len(p.get('columns') or {})} columns, target {p.get('target')!r}"
+    classes = p.get("classes") or {}
+    if classes:
+        shown = ", ".join(f"{k} ({v})" for k, v in list(classes.items())[:10])
+        more = f", ... ({p['n_classes']} in all)" if (p.get("n_classes") or 0) > 10 else ""
+        what += f"; classes: {shown}{more}"
+    return f"Data: {what}. Task inferred: {p['task']}."
+
