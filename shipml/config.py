@@ -177,7 +177,9 @@ class TrainConfig(_Section):
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value.")
     grad_accum: int = Field(1, ge=1, description="Accumulate gradients over this many batches.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: the faster of fp32/bf16 measured for this task on this CPU; bf16 = autocast."
+        "auto",
+        description="bf16 = autocast to bfloat16; auto: bf16 where the CPU has native bf16 (AVX512-BF16/AMX) and the "
+        "task family was measured faster with it (images), else fp32.",
     )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     eval_every: int | None = Field(None, ge=1, description="Validate every N steps; default: each epoch.")

@@ -58,7 +58,8 @@ def init_config(data: str, *, task: str | None = None, name: str | None = None) 
     profile = infer_data(data)
     task_name = task or profile.task
     task_cls = get_task_class(task_name)
-    if task_cls.data_kind != profile.kind:
+    digits_as_images = data.strip() == "sklearn:digits" and task_cls.data_kind == "images"  # 8x8 pixels either way
+    if task_cls.data_kind != profile.kind and not digits_as_images:
         raise ConfigError(f"--task {task_name} needs {task_cls.data_kind} data, but {data} holds {profile.kind} data")
     recipe = task_cls.recipe
     data_fields: dict[str, Any] = {"path": data}
@@ -71,7 +72,9 @@ def init_config(data: str, *, task: str | None = None, name: str | None = None) 
         "model": recipe.get("model", task_cls.default_model().model_dump()),
         "train": recipe.get("train", {}),
     })
-    head = [f"# shipml.yaml, written by `shipml init --data {data}`.", f"# {_describe(profile.to_dict())}"]
+    how = "given with --task" if task else "inferred"
+    head = [f"# shipml.yaml, written by `shipml init --data {data}`.",
+            f"# {_describe(profile.to_dict())} Task {task_name} ({how})."]
     head += [
         "# Every field below shows its default or inferred value; delete what you do not change.",
         "# Override one field at train time: shipml train THIS.yaml --set train.epochs=3",
@@ -98,5 +101,5 @@ def _describe(p: dict[str, Any]) -> str:
         shown = ", ".join(f"{k} ({v})" for k, v in list(classes.items())[:10])
         more = f", ... ({p['n_classes']} in all)" if (p.get("n_classes") or 0) > 10 else ""
         what += f"; classes: {shown}{more}"
-    return f"Data: {what}. Task inferred: {p['task']}."
+    return f"Data: {what}."
 

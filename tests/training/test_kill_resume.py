@@ -1,0 +1,73 @@
+"""`kill -9` a real training process, resume it, and get the weights of an uninterrupted run, bit for bit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+CONFIG = """
+name: cancer
+seed: 7
+data: {path: "sklearn:breast_cancer"}
+task: {name: tabular-classification}
+model: {arch: mlp, hidden: [64, 32], dropout: 0.2}
+train: {epochs: 30, batch_size: 16, lr: 0.001, checkpoint_every: 3, keep_checkpoints: 2, precision: fp32, threads: 1}
+evaluate: {bootstrap: 0, baseline: none}
+"""
+
+
+def _shipml(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "shipml.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=os.environ | {"PYTHONHASHSEED": "0"})
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> None:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+
+def _run_dir(root: Path) -> Path:
+    found = list((root / "runs").glob("cancer-*"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_then_resume_is_bit_identical(tmp_path: Path) -> None:
+    ref_root = tmp_path / "reference"
+    ref_root.mkdir()
+    (ref_root / "c.yaml").write_text(CONFIG)
+    _finish(_shipml("train", "c.yaml", "--quiet", cwd=ref_root))
+    reference = load_file(str(_run_dir(ref_root) / "model" / "model.safetensors"))
+
+    # kill at different moments: right after the first checkpoint appears, and later on
+    for n_checkpoints_seen, extra_delay in ((1, 0.0), (2, 0.15)):
+        root = tmp_path / f"killed-{n_checkpoints_seen}"
+        root.mkdir()
+        (root / "c.yaml").write_text(CONFIG)
+        proc = _shipml("train", "c.yaml", "--quiet", cwd=root)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            ckpts = list((root / "runs").glob("cancer-*/checkpoints/ckpt-*.safetensors"))
+            if len(ckpts) >= n_checkpoints_seen:
+                break
+            time.sleep(0.005)
+        time.sleep(extra_delay)
+        assert proc.poll() is None, "training finished before it could be killed; make the run longer"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        run = _run_dir(root)
+        assert not (run / "model" / "model.safetensors").exists()
+        _finish(_shipml("train", "--resume", str(run), "--quiet", cwd=root))
+        resumed = load_file(str(run / "model" / "model.safetensors"))
+        assert resumed.keys() == reference.keys()
+        for k, v in reference.items():
+            assert torch.equal(resumed[k], v), f"{k} differs after kill -9 #{n_checkpoints_seen} and resume"
