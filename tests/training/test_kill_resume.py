@@ -30,7 +30,7 @@ def _shipml(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
 
 
 def _finish(proc: subprocess.Popen[bytes]) -> None:
-    out, err = proc.communicate(timeout=300)
+    _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()[-2000:]
 
 
