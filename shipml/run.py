@@ -83,7 +83,11 @@ def train(config: Config | str | Path | dict[str, Any], *, overrides: list[str] 
     cfg = _resolve(config, overrides)
     task_cls = get_task_class(cfg.task.name)
     task = task_cls.from_config(cfg)
-    cfg = cfg.model_copy(update={"model": task.model_cfg})  # the resolved architecture goes on record
+    update: dict[str, Any] = {"model": task.model_cfg}  # the resolved architecture goes on record
+    local = Path(cfg.data.path).expanduser()
+    if not cfg.data.path.startswith("sklearn:") and local.exists():  # later commands may run from elsewhere
+        update["data"] = cfg.data.model_copy(update={"path": str(local.resolve())})
+    cfg = cfg.model_copy(update=update)
     data = load_dataset(cfg.data, seed=cfg.seed, task_kind=task.kind, kind=task.data_kind)
     for w in data.log.warnings:
         reporter.warn(w)

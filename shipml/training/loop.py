@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file, save
 from torch import nn
 
@@ -62,6 +63,15 @@ def resolve_precision(cfg: TrainConfig, task: Task) -> str:
     if cfg.precision != "auto":
         return cfg.precision
     return "bf16" if task.prefers_bf16 and cpu_supports_bf16() else "fp32"
+
+
+def _accelerator(mixed_precision: str) -> Accelerator:
+    """An Accelerator for this fit. Accelerate keeps its settings in a process-wide singleton that refuses
+    a second, different precision; one process may train several models (the Python API, benchmarks,
+    HPO), so the per-model part is reset. The process-group part (PartialState) is kept."""
+    if AcceleratorState._shared_state and AcceleratorState._shared_state.get("_mixed_precision") != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(cpu=True, mixed_precision=mixed_precision)
 
 
 def _batches_per_epoch(n: int, batch_size: int) -> int:
@@ -128,7 +138,7 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     precision = resolve_precision(cfg, task)
-    accelerator = Accelerator(cpu=True, mixed_precision="bf16" if precision == "bf16" else "no")
+    accelerator = _accelerator("bf16" if precision == "bf16" else "no")
 
     train_idx, val_idx = data.indices("train"), data.indices("val")
     if len(train_idx) < 2:

@@ -105,6 +105,13 @@ def test_grad_accum_l1_clip_and_schedules_run(cancer: Dataset, tmp_path: Path) -
     assert res.steps == 2 * int(np.ceil(np.ceil(len(cancer.indices("train")) / 32) / 3))
 
 
+def test_one_process_can_train_with_both_precisions(cancer: Dataset, tmp_path: Path) -> None:
+    task = create_task("tabular-classification").fit(cancer)
+    a = fit(task, cancer, _cfg(epochs=1, precision="bf16"), tmp_path / "a", seed=0)
+    b = fit(task, cancer, _cfg(epochs=1, precision="fp32"), tmp_path / "b", seed=0)
+    assert (a.precision, b.precision) == ("bf16", "fp32")
+
+
 @pytest.mark.parametrize("schedule", ["constant", "linear", "cosine", "step"])
 def test_lr_schedules(schedule: str) -> None:
     cfg = TrainConfig(schedule=schedule, warmup_steps=10, step_size=20, gamma=0.5)
