@@ -133,6 +133,11 @@ class MLPConfig(_Section):
     hidden: list[int] = Field(default_factory=lambda: [128, 64], description="Hidden layer widths.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
     batchnorm: bool = Field(False, description="Batch normalisation after each hidden layer.")
+    skip: bool = Field(
+        False,
+        description="Add a linear path from the inputs to the output (wide & deep), so the MLP can at least fit "
+        "what a linear model fits.",
+    )
     embedding_dim: int | None = Field(
         None, ge=1, description="Embedding size per categorical column; default min(16, (categories+1)//2)."
     )
