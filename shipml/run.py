@@ -8,6 +8,7 @@ A run directory (documented in docs/runs.md) is the artifact later stages read:
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -15,6 +16,8 @@ import platform
 import secrets
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -189,6 +192,10 @@ class Run:
         return run._train(task, data, resume=True, reporter=reporter)
 
     def _train(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter) -> Run:
+        with _exclusive(self.path):
+            return self._train_locked(task, data, resume=resume, reporter=reporter)
+
+    def _train_locked(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter) -> Run:
         cfg = self.config
         result = fit(task, data, cfg.train, self.path, seed=cfg.seed, resume=resume, reporter=reporter)
         model_dir = self.path / "model"
@@ -348,6 +355,21 @@ class Run:
         if not len(ok):
             raise DataError(f"none of the {len(paths)} images could be read")
         return images, [str(paths[i]) for i in ok]
+
+
+@contextmanager
+def _exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold an advisory lock on the run directory: two processes training one run would corrupt it.
+    The OS drops the lock when its holder dies, so a killed run can be resumed at once."""
+    with open(run_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TrainError(f"{run_dir} is being trained by another process; wait for it or stop it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _thumbnail(img: np.ndarray, max_side: int = 64) -> bytes:

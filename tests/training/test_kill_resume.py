@@ -71,3 +71,20 @@ def test_kill_minus_nine_then_resume_is_bit_identical(tmp_path: Path) -> None:
         assert resumed.keys() == reference.keys()
         for k, v in reference.items():
             assert torch.equal(resumed[k], v), f"{k} differs after kill -9 #{n_checkpoints_seen} and resume"
+
+
+def test_a_run_being_trained_cannot_be_resumed_twice(tmp_path: Path) -> None:
+    import fcntl
+
+    from shipml.errors import TrainError
+    from shipml.run import Run
+
+    (tmp_path / "c.yaml").write_text(CONFIG.replace("epochs: 30", "epochs: 1"))
+    _finish(_shipml("train", "c.yaml", "--quiet", cwd=tmp_path))
+    run = _run_dir(tmp_path)
+    (run / "run.json").write_text((run / "run.json").read_text().replace('"finished"', '"training"'))
+    with open(run / ".lock", "a+") as f:  # another process holds the run
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(TrainError, match="another process"):
+            Run.resume(run, quiet=True)
+    assert Run.resume(run, quiet=True).info["status"] == "finished"  # the lock is gone with its holder
