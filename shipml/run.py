@@ -92,8 +92,12 @@ def train(config: Config | str | Path | dict[str, Any], *, overrides: list[str] 
         update["data"] = cfg.data.model_copy(update={"path": str(local.resolve())})
     cfg = cfg.model_copy(update=update)
     data = load_dataset(cfg.data, seed=cfg.seed, task_kind=task.kind, kind=task.data_kind)
+    for a in data.log.actions:
+        reporter.info(f"data: {a}")
     for w in data.log.warnings:
         reporter.warn(w)
+    if data.log.skipped:
+        reporter.warn(f"{len(data.log.skipped)} unreadable item(s) skipped; listed in data.json and the report")
     if run_dir is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(cfg.output_dir) / f"{cfg.name}-{stamp}-{secrets.token_hex(2)}"
@@ -107,7 +111,8 @@ def train(config: Config | str | Path | dict[str, Any], *, overrides: list[str] 
     _write_json(run_dir / "task.json", task.assets())
     run = Run(run_dir)
     run._write_status("training", created=_now())
-    reporter.info(f"run [bold]{run_dir}[/bold]: {task.name}, {data.summary()['splits']} rows")
+    sizes = " / ".join(f"{n} {s}" for s, n in data.summary()["splits"].items())
+    reporter.info(f"run [bold]{run_dir}[/bold]: {task.name}, {sizes} rows")
     return run._train(task, data, resume=False, reporter=reporter)
 
 

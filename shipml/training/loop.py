@@ -228,7 +228,7 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int
     model.train()
     t0, window_t, window_n = time.perf_counter(), time.perf_counter(), 0
     seconds_before, samples_before = st["seconds"], st["samples"]
-    with reporter.bar(f"training {task.name}", total_steps) as bar:
+    with reporter.bar("training", total_steps) as bar:
         bar.update(completed=st["step"])
         while st["epoch"] < cfg.epochs and not st["stopped"]:
             order = train_idx[_epoch_order(seed, st["epoch"], len(train_idx)).numpy()]
