@@ -217,8 +217,8 @@ class Run:
         )
         reporter.info(f"trained {result.steps} steps in {result.seconds:.1f}s ({result.samples_per_s:.0f} samples/s)")
         self.evaluate(data=data, quiet=reporter.quiet)
-        self.report()
         self._write_status("finished", finished=_now())
+        self.report()  # last, so the report shows the finished status; `shipml report` can always redo it
         return self
 
     # ------------------------------------------------------------------ evaluation

@@ -109,11 +109,23 @@ def learning_curves_svg(records: Sequence[Mapping[str, Any]]) -> str | None:
         ax.legend()
         if metric_names:
             ax2 = fig.add_subplot(1, 2, 2)
-            for name in metric_names:
+            # scores live in [-1, 1] (accuracy, F1, R^2); errors such as MAE are in the target's units and
+            # would flatten the scores into a line, so they get their own axis on the right
+            ax3 = None
+            for i, name in enumerate(metric_names):
                 rows = [r for r in val if _is_number(r.get(name))]
-                ax2.plot([r["step"] for r in rows], [r[name] for r in rows], "o-", ms=3, label=_plain(name))
+                ys = [r[name] for r in rows]
+                target = ax2
+                if any(abs(y) > 1.0 for y in ys):
+                    ax3 = ax3 or ax2.twinx()
+                    target = ax3
+                target.plot([r["step"] for r in rows], ys, "o-" if target is ax2 else "s--", ms=3,
+                            color=f"C{i}", label=_plain(name))
             ax2.set(xlabel="step", title="validation metrics")
-            ax2.legend()
+            handles = [h for a in (ax2, ax3) if a is not None for h in a.get_legend_handles_labels()[0]]
+            if ax3 is not None:
+                ax3.set_ylabel("error (target units)")
+            (ax3 or ax2).legend(handles=handles, loc="center right")  # top-most axes, or the twin hides it
         return _svg(fig)
 
 
