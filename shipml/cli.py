@@ -101,6 +101,40 @@ def report(run: RunDir) -> None:
     typer.echo(str(Run(run).report()))
 
 
+datasets_app = typer.Typer(help="Public data sets, fetched with integrity checks.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    name: Annotated[str, typer.Argument(help="Data set name, see `shipml datasets list`.")],
+    to: Annotated[Path, typer.Option("--to", help="New folder to write (must not exist or be empty).")],
+    from_dir: Annotated[Path | None, typer.Option("--from", help="Folder holding the official archives "
+                                                  "(a local mirror); default: download them.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Fetch a public data set into a folder, verifying every item; prints what was found."""
+    from shipml._console import Reporter
+    from shipml.data import fetch_dataset
+
+    reporter = Reporter(quiet=quiet)
+    report = fetch_dataset(name, to, from_dir=from_dir, log=reporter.info).to_dict()
+    labels = ", ".join(f"{k} {v}" for k, v in report.get("labels", {}).items())
+    reporter.info(f"{report['messages']} items ({labels}) in {report['seconds']:.1f}s")
+    for note in report.get("notes", []):
+        reporter.warn(note)
+    typer.echo(str(report["to"]))
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """The data sets `shipml datasets fetch` knows."""
+    from shipml.data import list_fetchers
+
+    for name in list_fetchers():
+        typer.echo(name)
+
+
 @app.command()
 def tasks() -> None:
     """List the registered task families."""

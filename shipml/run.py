@@ -9,13 +9,11 @@ A run directory (documented in docs/runs.md) is the artifact later stages read:
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import os
 import platform
 import secrets
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -25,22 +23,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save
 
 from shipml._console import Reporter
 from shipml.config import Config, dump_config, load_config, parse_config
-from shipml.data import load_dataset, read_images, read_table
+from shipml.data import load_dataset, message_text, read_images, read_table
 from shipml.data.dataset import CleaningLog, Dataset
 from shipml.errors import DataError, TrainError
-from shipml.evaluate import HEADLINE, classification_metrics, fit_baseline, regression_metrics, write_report
-from shipml.tasks import Task, get_task_class
+from shipml.evaluate import HEADLINE, write_report
+from shipml.scorecard import score
+from shipml.tasks import ClassificationTask, Task, get_task_class
 from shipml.training import fit, predict_outputs
 from shipml.training.checkpoint import atomic_write_bytes
 
 __all__ = ["Run", "train"]
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+_TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".pq"}
 
 
 def _now() -> str:
@@ -108,8 +107,8 @@ def train(config: Config | str | Path | dict[str, Any], *, overrides: list[str] 
     atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
     _write_json(run_dir / "data.json", data.summary())
     task.fit(data)
-    _write_json(run_dir / "task.json", task.assets())
     run = Run(run_dir)
+    run._save_task(task)
     run._write_status("training", created=_now())
     sizes = " / ".join(f"{n} {s}" for s, n in data.summary()["splits"].items())
     reporter.info(f"run [bold]{run_dir}[/bold]: {task.name}, {sizes} rows")
@@ -152,17 +151,25 @@ class Run:
                             "status": status, "seed": self.config.seed} | fields
         _write_json(self.path / "run.json", info)
 
+    def _save_task(self, task: Task) -> None:
+        """model/task.json and the task's asset files (e.g. tokenizer.json): what rebuilds the model."""
+        folder = self.path / "model"
+        folder.mkdir(exist_ok=True)
+        for name, content in task.files().items():
+            atomic_write_bytes(folder / name, content)
+        _write_json(folder / "task.json", task.assets())
+
     @property
     def task(self) -> Task:
         """The fitted task (preprocessing, labels, architecture) saved with the model."""
         if self._task is None:
-            for p in (self.path / "model" / "task.json", self.path / "task.json"):
-                if p.exists():
-                    assets = json.loads(p.read_text())
-                    self._task = get_task_class(assets["task"]).from_assets(assets)
-                    break
-            else:
+            p = self.path / "model" / "task.json"
+            if not p.exists():
                 raise TrainError(f"{self.path} has no fitted task; it did not get past data loading")
+            assets = json.loads(p.read_text())
+            task = get_task_class(assets["task"]).from_assets(assets)
+            task.load_files(p.parent)
+            self._task = task
         return self._task
 
     @property
@@ -174,7 +181,7 @@ class Run:
                 raise TrainError(
                     f"{self.path} has no finished model; finish it with `shipml train --resume {self.path}`"
                 )
-            model = self.task.build_model()
+            model = self.task.build_model(pretrained=False)
             model.load_state_dict(load_file(str(weights)))
             self._model = model.eval()
         return self._model
@@ -207,7 +214,6 @@ class Run:
         model_dir.mkdir(exist_ok=True)
         state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
         atomic_write_bytes(model_dir / "model.safetensors", save(state, metadata={"run": self.id}))
-        _write_json(model_dir / "task.json", task.assets())
         self._task, self._model = task, result.model
         self._write_status(
             "trained", train_seconds=round(result.seconds, 2), steps=result.steps, best=result.best,
@@ -216,73 +222,28 @@ class Run:
             environment=_environment(result.precision, torch.get_num_threads()),
         )
         reporter.info(f"trained {result.steps} steps in {result.seconds:.1f}s ({result.samples_per_s:.0f} samples/s)")
-        self.evaluate(data=data, quiet=reporter.quiet)
+        self.evaluate(data=data, quiet=reporter.quiet, tune=True)
         self._write_status("finished", finished=_now())
         self.report()  # last, so the report shows the finished status; `shipml report` can always redo it
         return self
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, *, data: Dataset | None = None, quiet: bool = False) -> dict[str, Any]:
-        """Score the final model and a classic baseline on the test split; writes metrics.json."""
-        cfg, task, ev = self.config, self.task, self.config.evaluate
+    def evaluate(self, *, data: Dataset | None = None, quiet: bool = False, tune: bool = False) -> dict[str, Any]:
+        """Score the final model and a classic baseline on the test split; writes metrics.json and
+        predictions.parquet. `tune` re-tunes a binary decision threshold on validation (done after training)."""
+        cfg, task = self.config, self.task
+        reporter = Reporter(quiet=quiet)
         if data is None:
             data = load_dataset(cfg.data, seed=cfg.seed, task_kind=task.kind, kind=task.data_kind)
             recorded = json.loads((self.path / "data.json").read_text())["fingerprint"]
             if data.fingerprint != recorded:
-                Reporter(quiet=quiet).warn("the data changed since training; metrics are on the current data")
-        inputs = task.encode_dataset(data)
-        out: dict[str, Any] = {}
-        preds: dict[str, np.ndarray] = {}
-        for split in ("val", "test"):
-            idx = data.indices(split)
-            if not len(idx):
-                continue
-            preds[split] = task.postprocess(predict_outputs(self.model, task, inputs, idx))
-            out[split] = self._score(data.y(split), preds[split], seed=cfg.seed)
-        if ev.baseline != "none":
-            t = time.perf_counter()
-            base = fit_baseline(data, ev.baseline, seed=cfg.seed)
-            pred = base.proba if task.kind == "classification" else base.pred
-            out["baseline"] = {"name": base.name, "test": self._score(data.y("test"), pred, seed=cfg.seed),
-                               "fit_seconds": round(time.perf_counter() - t, 2), "notes": base.notes}
-        _write_json(self.path / "metrics.json", out)
-        if "test" in preds:
-            self._write_predictions(data, preds["test"])
+                reporter.warn("the data changed since training; metrics are on the current data")
+        out, changed = score(self.path, cfg, task, self.model, data, tune=tune, reporter=reporter)
+        if changed:
+            self._save_task(task)
         if not quiet:
             self._print_summary(out)
         return out
-
-    def _score(self, y: np.ndarray, pred: np.ndarray, *, seed: int) -> dict[str, Any]:
-        ev = self.config.evaluate
-        if self.task.kind == "classification":
-            assert self.task.classes is not None
-            return classification_metrics(y, pred, self.task.classes, n_bootstrap=ev.bootstrap,
-                                          confidence=ev.confidence, seed=seed)
-        return regression_metrics(y, pred, n_bootstrap=ev.bootstrap, confidence=ev.confidence, seed=seed)
-
-    def _write_predictions(self, data: Dataset, pred: np.ndarray) -> None:
-        idx = data.indices("test")
-        df = pd.DataFrame({"row": idx})
-        task = self.task
-        if task.kind == "classification":
-            assert task.classes is not None
-            df["y_true"] = data.frame[data.target].iloc[idx].astype(str).to_numpy()
-            df["y_pred"] = [task.classes[i] for i in pred.argmax(axis=1)]
-            df["confidence"] = pred.max(axis=1)
-            for j, c in enumerate(task.classes):
-                df[f"proba:{c}"] = pred[:, j]
-        else:
-            df["y_true"] = data.y("test")
-            df["y_pred"] = pred
-        if data.images is not None:
-            df["source"] = data.frame["source"].iloc[idx].astype(str).to_numpy()
-            df["image_png"] = [_thumbnail(data.images[i]) for i in idx]
-        else:
-            for col in data.features:
-                df[f"feature:{col}"] = data.frame[col].iloc[idx].to_numpy()
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        atomic_write_bytes(self.path / "predictions.parquet", buf.getvalue())
 
     def _print_summary(self, metrics: dict[str, Any]) -> None:
         from rich.console import Console
@@ -309,14 +270,17 @@ class Run:
 
     # ------------------------------------------------------------------ prediction
     def predict(self, x: Any) -> pd.DataFrame:
-        """Predict for new data: a DataFrame or table file (tabular tasks); an (N,H,W[,C]) uint8 array,
-        an image file, a folder of images or a list of image paths (image tasks)."""
+        """Predict for new data: a DataFrame or table file (tabular and text tasks; text tasks also take a
+        list of strings); an (N,H,W[,C]) uint8 array, an image file, a folder of images or a list of image
+        paths (image tasks)."""
         task = self.task
         sources: list[str] | None = None
         if task.data_kind == "images":
             images, sources = self._images_from(x)
             inputs = task.encode(None, images)
         else:
+            if task.data_kind == "text" and not isinstance(x, pd.DataFrame):
+                x, sources = self._texts_from(x)
             frame = x if isinstance(x, pd.DataFrame) else read_table(Path(x))
             try:
                 inputs = task.encode(frame, None)
@@ -325,15 +289,35 @@ class Run:
         n = len(next(iter(inputs.values())))
         pred = task.postprocess(predict_outputs(self.model, task, inputs, np.arange(n)))
         out = pd.DataFrame({"source": sources} if sources is not None else {})
-        if task.kind == "classification":
+        if isinstance(task, ClassificationTask):
             assert task.classes is not None
-            out["prediction"] = [task.classes[i] for i in pred.argmax(axis=1)]
-            out["confidence"] = pred.max(axis=1)
+            decided = task.decide(pred)  # argmax, or the tuned threshold of a binary task
+            out["prediction"] = [task.classes[i] for i in decided]
+            out["confidence"] = pred[np.arange(n), decided]
             for j, c in enumerate(task.classes):
                 out[f"proba:{c}"] = pred[:, j]
         else:
             out["prediction"] = pred
         return out
+
+    def _texts_from(self, x: Any) -> tuple[pd.DataFrame | Path, list[str] | None]:
+        """Text inputs: a list of strings, a table file, or raw emails (one file, or a folder of them),
+        parsed with the run's `data.email` settings exactly as in training."""
+        col = self.task.prep["text_column"]
+        if isinstance(x, (list, tuple)):
+            return pd.DataFrame({col: [str(t) for t in x]}), None
+        p = Path(x)
+        if not p.exists():
+            raise DataError(f"{p} does not exist; give a table file, an email file or a folder of emails")
+        if p.is_file() and p.suffix.lower() in _TABLE_SUFFIXES:
+            return p, None
+        files = sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")) if p.is_dir() else [p]
+        if not files:
+            raise DataError(f"no files found in {p}")
+        em = self.config.data.email
+        texts = [message_text(f.read_bytes(), headers=em.headers, body=em.body, max_chars=em.max_chars)
+                 for f in files]
+        return pd.DataFrame({col: texts}), [str(f) for f in files]
 
     def _images_from(self, x: Any) -> tuple[np.ndarray, list[str]]:
         h, w = self.task.prep["size"]
@@ -375,13 +359,3 @@ def _exclusive(run_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _thumbnail(img: np.ndarray, max_side: int = 64) -> bytes:
-    """A small PNG of one (H, W, C) uint8 image, for the report."""
-    pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-    pil.thumbnail((max_side, max_side))
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-

@@ -1,15 +1,19 @@
-"""The data room: read a data set, clean it, split it, fingerprint it.
+"""The data room: read a data set, clean it, split it, fingerprint it; fetch public ones.
 
-load_dataset(cfg, seed=..., task_kind=...) -> Dataset   what training and evaluation read
-infer_data(path) -> DataProfile                          what `shipml init` proposes a config from
-read_table / read_images                                 the same readers, for prediction inputs
-cache_dir()                                              where unpacked archives and decoded images live
+load_dataset(cfg, seed=..., task_kind=..., kind=...) -> Dataset   what training and evaluation read
+infer_data(path) -> DataProfile                                  what `shipml init` proposes a config from
+read_table / read_images / message_text                          the same readers, for prediction inputs
+fetch_dataset(name, to, from_dir=...) -> FetchReport             `shipml datasets fetch`; list_fetchers()
+cache_dir()                                                      where unpacked archives, decoded images
+                                                                 and parsed email texts live
 """
 
 from shipml.data.cache import cache_dir
 from shipml.data.clean import category_text
 from shipml.data.dataset import SPLITS, CleaningLog, Dataset
 from shipml.data.decode import read_images
+from shipml.data.email import message_text
+from shipml.data.fetch import FetchReport, fetch_dataset, list_fetchers
 from shipml.data.inspect import DataProfile, infer_data
 from shipml.data.load import load_dataset
 from shipml.data.sources import read_table
@@ -19,10 +23,14 @@ __all__ = [
     "CleaningLog",
     "DataProfile",
     "Dataset",
+    "FetchReport",
     "cache_dir",
     "category_text",
+    "fetch_dataset",
     "infer_data",
+    "list_fetchers",
     "load_dataset",
+    "message_text",
     "read_images",
     "read_table",
 ]

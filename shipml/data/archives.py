@@ -22,7 +22,14 @@ from pathlib import Path
 from shipml.data.cache import cache_subdir, file_sha256
 from shipml.errors import DataError
 
-__all__ = ["ARCHIVE_SUFFIXES", "is_archive", "unpack_archive"]
+__all__ = [
+    "ARCHIVE_SUFFIXES",
+    "check_member_link",
+    "check_member_name",
+    "corrupt_archive",
+    "is_archive",
+    "unpack_archive",
+]
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
 
@@ -65,7 +72,8 @@ def _unsafe(archive: Path, member: str, why: str) -> DataError:
     )
 
 
-def _check_name(archive: Path, name: str) -> None:
+def check_member_name(archive: Path, name: str) -> None:
+    """Reject absolute member paths and `..`: unpacking must stay inside its folder."""
     norm = name.replace("\\", "/")
     if norm.startswith("/") or _DRIVE.match(norm):
         raise _unsafe(archive, name, "has an absolute path")
@@ -73,7 +81,7 @@ def _check_name(archive: Path, name: str) -> None:
         raise _unsafe(archive, name, "climbs out of the archive with '..'")
 
 
-def _check_link(archive: Path, name: str, target: str, relative_to_member: bool) -> None:
+def check_member_link(archive: Path, name: str, target: str, relative_to_member: bool) -> None:
     """Reject links whose target is absolute or resolves outside the unpack folder."""
     norm = target.replace("\\", "/")
     if norm.startswith("/") or _DRIVE.match(norm):
@@ -84,7 +92,8 @@ def _check_link(archive: Path, name: str, target: str, relative_to_member: bool)
         raise _unsafe(archive, name, f"is a link pointing outside the archive ({target!r})")
 
 
-def _corrupt(archive: Path, err: BaseException) -> DataError:
+def corrupt_archive(archive: Path, err: BaseException) -> DataError:
+    """The error for an archive that cannot be read to the end."""
     detail = str(err).strip().splitlines()[0].rstrip(":") if str(err).strip() else type(err).__name__
     return DataError(
         f"cannot unpack {archive}: {detail}. The archive looks corrupt or truncated; re-download or re-create it"
@@ -96,11 +105,11 @@ def _extract_tar(archive: Path, dest: Path) -> None:
         with tarfile.open(archive, "r:*") as tf:
             members = tf.getmembers()
             for m in members:
-                _check_name(archive, m.name)
+                check_member_name(archive, m.name)
                 if m.issym():
-                    _check_link(archive, m.name, m.linkname, relative_to_member=True)
+                    check_member_link(archive, m.name, m.linkname, relative_to_member=True)
                 elif m.islnk():
-                    _check_link(archive, m.name, m.linkname, relative_to_member=False)
+                    check_member_link(archive, m.name, m.linkname, relative_to_member=False)
             # the "data" filter is a second line of defence: it also refuses devices and strips modes
             tf.extractall(dest, members=members, filter="data")
     except DataError:
@@ -108,7 +117,7 @@ def _extract_tar(archive: Path, dest: Path) -> None:
     except tarfile.FilterError as err:
         raise _unsafe(archive, err.tarinfo.name, str(err)) from None
     except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as err:
-        raise _corrupt(archive, err) from None
+        raise corrupt_archive(archive, err) from None
 
 
 def _extract_zip(archive: Path, dest: Path) -> None:
@@ -116,11 +125,11 @@ def _extract_zip(archive: Path, dest: Path) -> None:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
             for info in infos:
-                _check_name(archive, info.filename)
+                check_member_name(archive, info.filename)
             for info in infos:
                 if stat.S_ISLNK(info.external_attr >> 16):
                     # zip links are not materialised (nothing in a data set needs them), only vetted
-                    _check_link(archive, info.filename, zf.read(info).decode("utf-8", "replace"), True)
+                    check_member_link(archive, info.filename, zf.read(info).decode("utf-8", "replace"), True)
                     continue
                 out = dest / info.filename
                 if info.is_dir():
@@ -136,4 +145,4 @@ def _extract_zip(archive: Path, dest: Path) -> None:
             f"cannot unpack {archive}: {err}; unzip it yourself and point data.path at the folder"
         ) from None
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, NotImplementedError) as err:
-        raise _corrupt(archive, err) from None
+        raise corrupt_archive(archive, err) from None

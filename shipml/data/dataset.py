@@ -41,10 +41,12 @@ class Dataset:
     kind "table": `frame` holds the feature columns and the target column.
     kind "images": `frame` holds `source` (path of the image inside the data set) and the target
     column; `images` holds the decoded pixels, row-aligned with `frame`.
+    kind "text": `frame` holds the text column (`features == [text column]`), the target column and,
+    where rows come from files (emails), `source` (path of the file inside the data set).
     Labels of classification data are normalised strings; `classes` lists them sorted.
     """
 
-    kind: Literal["table", "images"]
+    kind: Literal["table", "images", "text"]
     frame: pd.DataFrame  # row i of every array below belongs to row i of frame (RangeIndex)
     target: str
     features: list[str]  # table: feature columns; images: []

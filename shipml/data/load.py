@@ -19,27 +19,41 @@ from shipml.data import clean
 from shipml.data.archives import is_archive, unpack_archive
 from shipml.data.dataset import CleaningLog, Dataset
 from shipml.data.decode import conform_pixels, load_pixels, pixel_keys
-from shipml.data.images import discover_images, has_images
+from shipml.data.images import IMAGE_SUFFIXES, discover_images, has_images
+from shipml.data.mail_folder import has_label_folders
 from shipml.data.sources import read_table, sklearn_digits_images, sklearn_name, sklearn_table, table_format
 from shipml.data.split import assign_split, fingerprint, fixed_from_column, leakage_mask
+from shipml.data.text import email_rows, table_text_rows
 from shipml.errors import DataError
 
 __all__ = ["load_dataset", "resolve_source"]
 
-Kind = Literal["table", "images"]
+Kind = Literal["table", "images", "text"]
+Found = Literal["table", "images", "emails"]  # what the path holds
 TaskKind = Literal["classification", "regression"]
+_WHAT = {"table": "rows", "images": "images", "text": "texts"}  # how log lines name the rows
 
 
 def load_dataset(cfg: DataConfig, *, seed: int, task_kind: TaskKind, kind: Kind | None = None) -> Dataset:
     """Read, clean, split and fingerprint the data set described by `cfg`.
 
-    `kind` is what the task needs ("images" for image classification, "table" otherwise); None lets
-    the data decide (a folder or archive of images is images, anything else a table).
+    `kind` is what the task needs ("images" for image classification, "text" for text tasks, "table"
+    otherwise); None lets the data decide (a folder or archive of images is images, anything else a
+    table). Text comes from a table's `data.text_column` or from a folder of raw emails.
     """
     log = CleaningLog()
-    if cfg.format == "images" and kind == "table":
-        raise DataError("data.format is images, but this task reads a table; use an image task")
+    if cfg.format == "images" and kind in ("table", "text"):
+        raise DataError(f"data.format is images, but this task reads {kind}; use an image task")
+    if cfg.format == "emails" and kind in ("table", "images"):
+        raise DataError(
+            f"data.format is emails, but this task reads {kind}; use a text task (task.name: text-classification)"
+        )
     if cfg.path.startswith("sklearn:"):
+        if kind == "text":
+            raise DataError(
+                f"{cfg.path} is a bundled table of numbers, not text; point data.path at a CSV/JSONL/Parquet "
+                "file with a text column, or at a folder of emails (root/<label>/<message files>)"
+            )
         name = sklearn_name(cfg.path)
         if kind == "images" or cfg.format == "images":
             if name != "digits":
@@ -49,11 +63,19 @@ def load_dataset(cfg: DataConfig, *, seed: int, task_kind: TaskKind, kind: Kind 
     root, found = resolve_source(cfg.path, cfg.format, kind, log)
     if found == "images":
         return _from_images(root, cfg, seed, task_kind, log)
-    return _from_table(read_table(root, cfg.format), cfg, seed, task_kind, log, where=str(root))
+    if found == "emails":
+        rows = email_rows(root, cfg, task_kind, log)
+        return _finish(rows, "text", [cfg.text_column], [], cfg, seed, task_kind, log)
+    frame = read_table(root, cfg.format)
+    if kind == "text":
+        rows = table_text_rows(frame, cfg, task_kind, log, where=str(root))
+        return _finish(rows, "text", [cfg.text_column], [], cfg, seed, task_kind, log)
+    return _from_table(frame, cfg, seed, task_kind, log, where=str(root))
 
 
-def resolve_source(path_text: str, fmt: str, kind: Kind | None, log: CleaningLog) -> tuple[Path, Kind]:
-    """Where the data really is (unpacking archives into the cache) and whether it is a table or images."""
+def resolve_source(path_text: str, fmt: str, kind: Kind | None, log: CleaningLog) -> tuple[Path, Found]:
+    """Where the data really is (unpacking archives into the cache) and what it holds: a table,
+    images, or a folder of emails."""
     path = Path(path_text).expanduser()
     if not path.exists():
         raise DataError(
@@ -69,19 +91,45 @@ def resolve_source(path_text: str, fmt: str, kind: Kind | None, log: CleaningLog
                 f"{path} is a file, but images are read from a folder or an archive of them "
                 "(root/<class>/*.png); point data.path at the folder"
             )
+        if fmt == "emails":
+            raise DataError(
+                f"{path} is a file, but emails are read from a folder with one sub-folder per label "
+                "(root/<label>/<message files>) or an archive of one; point data.path at the folder"
+            )
         return path, "table"
+    if fmt == "emails":
+        return path, "emails"
     wants_images = kind == "images" or fmt == "images" or (kind is None and fmt == "auto" and has_images(path))
     if wants_images:
         return path, "images"
-    return _single_table(path), "table"
+    tables = _tables(path)
+    if fmt == "auto" and kind in ("text", None) and not tables and has_label_folders(path):
+        if kind == "text" and has_images(path) and not _has_non_images(path):
+            raise DataError(
+                f"{path} holds images, and this task reads text; use an image task or point data.path at a "
+                "table with a text column or a folder of emails"
+            )
+        return path, "emails"
+    return _single_table(path, tables, kind), "table"
 
 
-def _single_table(folder: Path) -> Path:
+def _tables(folder: Path) -> list[Path]:
     tables = []
     for dirpath, dirnames, files in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__MACOSX"]
         tables += [Path(dirpath) / f for f in files if not f.startswith(".") and table_format(Path(f))]
-    tables.sort()
+    return sorted(tables)
+
+
+def _has_non_images(folder: Path) -> bool:
+    for _, dirnames, files in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__MACOSX"]
+        if any(not f.startswith(".") and not f.lower().endswith(IMAGE_SUFFIXES) for f in files):
+            return True
+    return False
+
+
+def _single_table(folder: Path, tables: list[Path], kind: Kind | None) -> Path:
     if len(tables) == 1:
         return tables[0]
     if not tables and has_images(folder):
@@ -89,10 +137,16 @@ def _single_table(folder: Path) -> Path:
             f"{folder} holds images but no table, and this task reads a table; use an image task "
             "(e.g. task.name: image-classification) or point data.path at a CSV/JSONL/Parquet file"
         )
+    if not tables and kind == "table" and has_label_folders(folder):
+        raise DataError(
+            f"no CSV, JSONL or Parquet file found in {folder}; it holds label folders of files (raw emails?), "
+            "and this task reads a table. For emails use a text task (task.name: text-classification)"
+        )
     if not tables:
         raise DataError(
-            f"no CSV, JSONL or Parquet file found in {folder}, and no images either; point data.path at a "
-            "table file or at an image folder (root/<class>/*.png)"
+            f"no CSV, JSONL or Parquet file found in {folder}, and no images either (nor label folders of raw "
+            "emails); point data.path at a table file, an image folder (root/<class>/*.png) or an email folder "
+            "(root/<label>/<message files>)"
         )
     shown = ", ".join(str(t.relative_to(folder)) for t in tables[:10])
     raise DataError(f"{folder} holds several tables ({shown}); point data.path at one of them")
@@ -175,8 +229,8 @@ def _finish(
     task_kind: TaskKind,
     log: CleaningLog,
 ) -> Dataset:
-    """The steps tables and images share: duplicates, class checks, split, leakage, fingerprint."""
-    what = "images" if kind == "images" else "rows"
+    """The steps tables, images and texts share: duplicates, class checks, split, leakage, fingerprint."""
+    what = _WHAT[kind]
     if cfg.dedupe:
         rows = clean.dedupe(rows, cfg.target, what, log)
     if task_kind == "classification":

@@ -1,8 +1,14 @@
 """A classic scikit-learn model fitted on the same split, so the report can say whether deep learning paid.
 
 The baseline sees exactly what the model saw: the "train" split to fit (not "val": the model only uses
-val for early stopping, not for fitting) and the "test" split to predict. Its probabilities are aligned
-with `Dataset.classes` even when a class is missing from the training rows.
+val for early stopping and threshold tuning, not for fitting) and the "test" split to predict. It also
+predicts "val", so a caller can tune the baseline's decision threshold exactly as the model's. Its
+probabilities are aligned with `Dataset.classes` even when a class is missing from the training rows.
+
+Which methods fit depends on the task kind (classification/regression) and the data kind: tables and
+images take the column/pixel models, text takes TF-IDF models. Asking for a method that does not fit
+raises ConfigError listing the ones that do (there is deliberately no silent "logistic means TF-IDF
+for text": a config says what runs).
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from shipml.data.dataset import Dataset
 from shipml.errors import ConfigError
+from shipml.evaluate.baseline_text import tfidf_logistic, tfidf_ridge
 
-__all__ = ["BASELINES", "BaselineResult", "fit_baseline"]
+__all__ = ["BASELINES", "Baseline", "BaselineResult", "fit_baseline"]
 
 MAX_IMAGE_FEATURES = 4096  # larger images are block-averaged down to about this many pixels
 _HGB_MAX_CATEGORIES = 255  # HistGradientBoosting's limit for native categorical features
+_PARALLEL_FROM_ROWS = 10_000  # smaller training sets fit on one OpenMP thread (see _fit)
 
 
 @dataclass
@@ -41,6 +50,9 @@ class BaselineResult:
     pred: np.ndarray | None  # regression: (N_test,) predicted values
     fit_seconds: float
     notes: list[str] = field(default_factory=list)  # e.g. convergence or downsampling remarks
+    # classification: (N_val, C) on the "val" split, to tune the baseline's threshold like the model's;
+    # None for regression and when the data set has no val rows
+    val_proba: np.ndarray | None = None
 
 
 # ------------------------------------------------------------------------------------------ features
@@ -120,10 +132,11 @@ def _tree_preprocessor(data: Dataset, train_x: pd.DataFrame) -> tuple[ColumnTran
 
 # ------------------------------------------------------------------------------------------ builders
 
-Builder = Callable[[Dataset, pd.DataFrame | np.ndarray, int], Pipeline]
+Features = pd.DataFrame | np.ndarray | list[str]
+Builder = Callable[[Dataset, Features, int], Pipeline]
 
 
-def _logistic(data: Dataset, x: pd.DataFrame | np.ndarray, seed: int) -> Pipeline:
+def _logistic(data: Dataset, x: Features, seed: int) -> Pipeline:
     # lbfgs converges on 4000 MNIST digits in ~110 iterations (~1.6 s); 1000 leaves room for harder sets.
     model = LogisticRegression(max_iter=1000, random_state=seed)
     if data.kind == "images":
@@ -131,14 +144,14 @@ def _logistic(data: Dataset, x: pd.DataFrame | np.ndarray, seed: int) -> Pipelin
     return make_pipeline(_linear_preprocessor(data), model)
 
 
-def _ridge(data: Dataset, x: pd.DataFrame | np.ndarray, seed: int) -> Pipeline:
+def _ridge(data: Dataset, x: Features, seed: int) -> Pipeline:
     model = RidgeCV(alphas=np.logspace(-3, 3, 13))
     if data.kind == "images":
         return make_pipeline(model)
     return make_pipeline(_linear_preprocessor(data), model)
 
 
-def _boosting(data: Dataset, x: pd.DataFrame | np.ndarray, seed: int) -> Pipeline:
+def _boosting(data: Dataset, x: Features, seed: int) -> Pipeline:
     cls = HistGradientBoostingClassifier if data.classes is not None else HistGradientBoostingRegressor
     if data.kind == "images":
         return make_pipeline(cls(random_state=seed))
@@ -147,72 +160,123 @@ def _boosting(data: Dataset, x: pd.DataFrame | np.ndarray, seed: int) -> Pipelin
     return make_pipeline(transformer, cls(categorical_features=mask, random_state=seed))
 
 
-# method -> (name shown in the report, builder) per task kind; "auto" picks the first entry
-BASELINES: dict[str, dict[str, tuple[str, Builder]]] = {
+@dataclass(frozen=True)
+class Baseline:
+    """One registered baseline: its name in the report, how to build it, and the data kinds it reads."""
+
+    name: str
+    build: Builder
+    data_kinds: frozenset[str]
+
+
+_COLUMNS = frozenset({"table", "images"})
+_TEXT = frozenset({"text"})
+
+# task kind -> method -> Baseline; "auto" picks the first entry that reads the data's kind
+BASELINES: dict[str, dict[str, Baseline]] = {
     "classification": {
-        "logistic": ("logistic regression", _logistic),
-        "gradient-boosting": ("gradient boosting", _boosting),
+        "logistic": Baseline("logistic regression", _logistic, _COLUMNS),
+        "gradient-boosting": Baseline("gradient boosting", _boosting, _COLUMNS),
+        "tfidf-logistic": Baseline("TF-IDF + logistic regression", tfidf_logistic, _TEXT),
     },
     "regression": {
-        "ridge": ("ridge regression", _ridge),
-        "gradient-boosting": ("gradient boosting", _boosting),
+        "ridge": Baseline("ridge regression", _ridge, _COLUMNS),
+        "gradient-boosting": Baseline("gradient boosting", _boosting, _COLUMNS),
+        "tfidf-ridge": Baseline("TF-IDF + ridge regression", tfidf_ridge, _TEXT),
     },
 }
 
 
-def fit_baseline(data: Dataset, method: str = "auto", *, seed: int = 0) -> BaselineResult:
-    """Fit a scikit-learn baseline on the train split and predict the test split.
-
-    method: "auto" (logistic regression / ridge), "logistic", "ridge" or "gradient-boosting";
-    a config's "none" means: do not call this.
-    """
+def _choose(data: Dataset, method: str) -> tuple[str, Baseline]:
+    """Resolve "auto" and check the method fits the task and data kinds; ConfigError lists the valid ones."""
     kind = "classification" if data.classes is not None else "regression"
-    choices = BASELINES[kind]
-    if method == "auto":
-        method = next(iter(choices))
-    if method not in choices:
-        valid = ", ".join(["auto", *choices])
-        raise ConfigError(f"evaluate.baseline: {method!r} does not fit a {kind} task; choose one of: {valid}")
-    name, build = choices[method]
+    fitting = {m: b for m, b in BASELINES[kind].items() if data.kind in b.data_kinds}
+    if method == "auto" and fitting:
+        method = next(iter(fitting))
+    if method not in fitting:
+        valid = ", ".join(["auto", *fitting]) if fitting else "none (no baseline reads this data)"
+        raise ConfigError(
+            f"evaluate.baseline: {method!r} does not fit a {kind} task on {data.kind} data; choose one of: {valid}"
+        )
+    return method, fitting[method]
 
-    notes: list[str] = []
-    train, test = data.indices("train"), data.indices("test")
+
+def _inputs(data: Dataset, rows: np.ndarray, notes: list[str]) -> Features:
+    """What the builders read for `rows`: a clean feature frame, a pixel matrix, or a list of texts."""
     if data.kind == "images":
         assert data.images is not None
         k = _block_size(data.images.shape[1:])
-        if k > 1:
-            notes.append(f"images averaged over {k}x{k} pixel blocks to keep the baseline fast")
-        x_train, x_test = _image_matrix(data.images[train], k), _image_matrix(data.images[test], k)
-    else:
-        x_train, x_test = _table_frame(data, train), _table_frame(data, test)
-    y_train = data.y("train")
+        note = f"images averaged over {k}x{k} pixel blocks to keep the baseline fast"
+        if k > 1 and note not in notes:
+            notes.append(note)
+        return _image_matrix(data.images[rows], k)
+    if data.kind == "text":
+        column = data.frame[str(data.features[0])].iloc[rows]
+        return column.fillna("").astype(str).tolist()
+    return _table_frame(data, rows)
 
+
+def _fit(model: Pipeline, x: Features, y: np.ndarray, name: str, notes: list[str]) -> float:
+    """Fit and return the seconds it took; convergence noise becomes a note, other warnings pass on."""
     start = time.perf_counter()
-    if kind == "classification" and np.unique(y_train).size < 2:
-        notes.append("the training split holds a single class; the baseline always predicts it")
-        proba = np.zeros((len(test), len(data.classes or [])))
-        proba[:, int(y_train[0])] = 1.0
-        return BaselineResult(name, proba, None, time.perf_counter() - start, notes)
-    model = build(data, x_train, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        model.fit(x_train, y_train)
-    fit_seconds = time.perf_counter() - start
-    for w in caught:  # convergence noise becomes a note; anything else is passed on untouched
+        model.fit(x, y)
+    seconds = time.perf_counter() - start
+    for w in caught:
         if issubclass(w.category, ConvergenceWarning):
             if not any("converge" in note for note in notes):
                 notes.append(f"{name} did not fully converge; its scores may be slightly pessimistic")
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return seconds
 
-    if kind == "regression":
-        return BaselineResult(name, None, np.asarray(model.predict(x_test), dtype=np.float64), fit_seconds, notes)
-    assert data.classes is not None
-    seen = model.classes_.astype(np.int64)  # class indices present in the training split
-    proba = np.zeros((len(test), len(data.classes)))
-    proba[:, seen] = model.predict_proba(x_test)
-    present = set(seen.tolist())
-    missing = [name for i, name in enumerate(data.classes) if i not in present]
+
+def _aligned_proba(model: Pipeline, x: Features, n_rows: int, n_classes: int) -> np.ndarray:
+    """(n_rows, n_classes) probabilities with columns of classes absent from training left at 0."""
+    proba = np.zeros((n_rows, n_classes))
+    if n_rows:
+        proba[:, model.classes_.astype(np.int64)] = model.predict_proba(x)
+    return proba
+
+
+def fit_baseline(data: Dataset, method: str = "auto", *, seed: int = 0) -> BaselineResult:
+    """Fit a scikit-learn baseline on the train split and predict the test (and val) split.
+
+    method: "auto" or a key of BASELINES[task kind] that reads the data's kind — tables and images:
+    "logistic"/"ridge" (auto) or "gradient-boosting"; text: "tfidf-logistic"/"tfidf-ridge" (auto).
+    A config's "none" means: do not call this.
+    """
+    method, baseline = _choose(data, method)
+    name = baseline.name
+    notes: list[str] = []
+    train, val, test = data.indices("train"), data.indices("val"), data.indices("test")
+    x_train, x_test = _inputs(data, train, notes), _inputs(data, test, notes)
+    y_train = data.y("train")
+
+    if data.classes is not None and np.unique(y_train).size < 2:
+        notes.append("the training split holds a single class; the baseline always predicts it")
+
+        def constant(n: int) -> np.ndarray:
+            proba = np.zeros((n, len(data.classes or [])))
+            proba[:, int(y_train[0])] = 1.0
+            return proba
+
+        return BaselineResult(name, constant(len(test)), None, 0.0, notes, constant(len(val)) if len(val) else None)
+    # Small sets fit and predict on one OpenMP thread: gradient boosting's per-tree thread barriers
+    # spin, so on a 2-core box shared with anything else (another run, the tests, torch's own OpenMP
+    # pool) breast cancer took 0.19 s on one thread but 0.9 s to 41 s on two. Large sets keep them all.
+    threads = 1 if len(train) < _PARALLEL_FROM_ROWS else None
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        model = baseline.build(data, x_train, seed)
+        fit_seconds = _fit(model, x_train, y_train, name, notes)
+        if data.classes is None:
+            return BaselineResult(name, None, np.asarray(model.predict(x_test), dtype=np.float64), fit_seconds, notes)
+        n_classes = len(data.classes)
+        proba = _aligned_proba(model, x_test, len(test), n_classes)
+        val_proba = _aligned_proba(model, _inputs(data, val, notes), len(val), n_classes) if len(val) else None
+    present = set(model.classes_.astype(np.int64).tolist())
+    missing = [c for i, c in enumerate(data.classes) if i not in present]
     if missing:
         notes.append(f"classes absent from the training split get probability 0: {', '.join(missing)}")
-    return BaselineResult(name, proba, None, fit_seconds, notes)
+    return BaselineResult(name, proba, None, fit_seconds, notes, val_proba)

@@ -57,6 +57,16 @@ def _check_classification(y_true: np.ndarray, proba: np.ndarray, classes: list[s
     return y.astype(np.int64), p
 
 
+def _check_labels(labels: np.ndarray, n: int, n_classes: int) -> np.ndarray:
+    """Predicted class indices given in place of the argmax: (N,) integers in [0, C)."""
+    pred = np.asarray(labels)
+    if pred.shape != (n,) or not np.issubdtype(pred.dtype, np.integer):
+        raise ValueError(f"labels must be ({n},) integer class indices, got {pred.dtype} {pred.shape}")
+    if n and (pred.min() < 0 or pred.max() >= n_classes):
+        raise ValueError(f"labels must hold class indices in [0, {n_classes}), got {pred.min()}..{pred.max()}")
+    return pred.astype(np.int64)
+
+
 def _top_label_bins(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Top-label confidence and its equal-width bin index: bins are (k/15, (k+1)/15], 0 goes to bin 0."""
     conf = p.max(axis=1)
@@ -150,23 +160,29 @@ def classification_metrics(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Accuracy, macro F1/precision/recall, log loss, ROC AUC and ECE with CIs; per-class table; confusion.
 
     `y_true` (N,) holds class indices into `classes`; `proba` (N, C) the predicted probabilities.
+    `labels` (N,) are the class indices actually predicted when they are not `proba.argmax(1)` (a binary
+    classifier with a tuned threshold): the decision metrics (accuracy, precision, recall, F1, per-class,
+    confusion) score them, while log loss, ROC AUC and ECE judge the probabilities themselves, which a
+    threshold does not change. ECE keeps the argmax's top-label confidence, the usual definition.
     """
     y, p = _check_classification(y_true, proba, classes)
     n, n_classes = p.shape
-    labels = np.arange(n_classes)
-    pred = p.argmax(axis=1)
+    pred = p.argmax(axis=1) if labels is None else _check_labels(labels, n, n_classes)
     correct = (pred == y).astype(np.float64)
+    calibrated = (p.argmax(axis=1) == y).astype(np.float64)  # ECE's notion of "right": the top label
+    class_ids = np.arange(n_classes)
     # log loss only: float32 softmax rows sum to 1 +- 1e-7, which scikit-learn warns about. The other
     # metrics use `p` untouched, because renormalising moves values by an ulp and breaks score ties.
     p_norm = p / p.sum(axis=1, keepdims=True)
     eps = np.finfo(np.float64).eps
     nll = -np.log(np.clip(p_norm[np.arange(n), y], eps, 1 - eps))  # (N,) as in skm.log_loss
     conf, bins = _top_label_bins(p)
-    gap = correct - conf
+    gap = calibrated - conf
     code = y * n_classes + pred  # (N,) cell of the confusion matrix
     auc_value, auc_classes = _roc_auc(y, p, n_classes)
     auc_setup = [_auc_setup(p[:, c], y == c) for c in auc_classes]
@@ -188,13 +204,13 @@ def classification_metrics(
         return out
 
     boot = bootstrap(n, n_bootstrap, seed, stats)
-    precision, recall, f1, support = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y, pred, labels=class_ids, zero_division=0)
     points: dict[str, float | None] = {
         "accuracy": float(skm.accuracy_score(y, pred)),
         "macro_f1": float(np.mean(f1)),
         "macro_precision": float(np.mean(precision)),
         "macro_recall": float(np.mean(recall)),
-        "log_loss": float(skm.log_loss(y, p_norm, labels=labels)),
+        "log_loss": float(skm.log_loss(y, p_norm, labels=class_ids)),
         "roc_auc": auc_value,
         "ece": expected_calibration_error(y, p),
     }
@@ -212,7 +228,7 @@ def classification_metrics(
         }
         for i, name in enumerate(classes)
     }
-    out["confusion_matrix"] = skm.confusion_matrix(y, pred, labels=labels).tolist()
+    out["confusion_matrix"] = skm.confusion_matrix(y, pred, labels=class_ids).tolist()
     out["n"] = int(n)
     return out
 

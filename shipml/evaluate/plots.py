@@ -16,6 +16,7 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from shipml.evaluate.metrics import ECE_BINS, reliability_bins
 
@@ -25,6 +26,7 @@ __all__ = [
     "learning_curves_svg",
     "pareto_front",
     "per_class_f1_svg",
+    "pr_curve_svg",
     "regression_scatter_svg",
     "scatter_frontier",
     "scatter_svg",
@@ -119,8 +121,14 @@ def learning_curves_svg(records: Sequence[Mapping[str, Any]]) -> str | None:
                 if any(abs(y) > 1.0 for y in ys):
                     ax3 = ax3 or ax2.twinx()
                     target = ax3
-                target.plot([r["step"] for r in rows], ys, "o-" if target is ax2 else "s--", ms=3,
-                            color=f"C{i}", label=_plain(name))
+                target.plot(
+                    [r["step"] for r in rows],
+                    ys,
+                    "o-" if target is ax2 else "s--",
+                    ms=3,
+                    color=f"C{i}",
+                    label=_plain(name),
+                )
             ax2.set(xlabel="step", title="validation metrics")
             handles = [h for a in (ax2, ax3) if a is not None for h in a.get_legend_handles_labels()[0]]
             if ax3 is not None:
@@ -185,6 +193,33 @@ def per_class_f1_svg(per_class: Mapping[str, Mapping[str, float]]) -> str:
         ax.set_yticks(range(len(names)), [_plain(c) for c in names])
         ax.invert_yaxis()
         ax.set(xlim=(0, 1), xlabel="F1", title="F1 per class (test)")
+        return _svg(fig)
+
+
+def pr_curve_svg(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    marks: Sequence[tuple[str, float, float]],
+    *,
+    title: str = "precision–recall (test)",
+) -> str:
+    """Precision vs recall of each scorer (label, y_true in {0, 1}, positive-class score), with the
+    average precision in the legend, and each operating point (label, precision, recall) marked: the
+    curve shows what any threshold could buy, the mark what the chosen one does."""
+    with _style("pr-curve"):
+        fig = Figure(figsize=(4.6, 4))
+        ax = fig.add_subplot()
+        for i, (label, y_true, scores) in enumerate(curves):
+            y = np.asarray(y_true).astype(bool)
+            if not y.any():  # no positive row: precision-recall is undefined
+                continue
+            precision, recall = precision_recall_curve(y, np.asarray(scores, dtype=float))[:2]
+            ap = average_precision_score(y, np.asarray(scores, dtype=float))
+            xs, ys = _bucket_mean(recall, precision)  # recall descending, drawn as scikit-learn draws it
+            ax.plot(xs, ys, lw=1.2, color=f"C{i}", drawstyle="steps-post", label=f"{_plain(label)} (AP {ap:.3f})")
+        for i, (label, precision, recall) in enumerate(marks):
+            ax.plot([recall], [precision], "os^Dv"[i % 5], ms=6, color=f"C{i}", mec="#222222", label=_plain(label))
+        ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=_plain(title))
+        ax.legend(loc="lower left")
         return _svg(fig)
 
 

@@ -60,6 +60,9 @@ pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }
                     border: 1px solid #ddd; background: #fff; }
 .noimg { display: inline-block; line-height: 96px; color: #aaa; font-size: 11px; }
 .card figcaption { font-size: 11px; word-wrap: break-word; }
+.msg { display: block; max-width: 46em; font-size: 12px; overflow-wrap: anywhere; }
+details.msg summary { cursor: pointer; }
+details.msg pre { white-space: pre-wrap; max-height: 28em; overflow-y: auto; margin: 0.4em 0 0; }
 """
 
 

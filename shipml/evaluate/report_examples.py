@@ -1,7 +1,9 @@
 """The report's section on the test rows the model gets most wrong, so a reader sees failures, not just rates.
 
-Classification: the most confident misclassifications (image thumbnails inline, or the rows' feature
-values for tables). Regression: the largest absolute errors.
+Classification: the most confident misclassifications (image thumbnails inline, the rows' feature
+values for tables, and for text two lists — the model's mistakes and the baseline's — in report_text).
+Regression: the largest absolute errors. Where predictions.parquet holds the baseline's prediction
+(`baseline:y_pred`), it is shown beside the model's: a mistake both make is a hard or mislabelled row.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from shipml.evaluate.report_html import Raw, Section, esc, not_available, num, table
+from shipml.evaluate.report_text import message_cell, text_mistakes
 from shipml.evaluate.rundir import RunFiles
 
 __all__ = ["examples"]
@@ -21,15 +24,25 @@ _MAX_FEATURE_COLUMNS = 20  # wider example tables stop being readable
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def _baseline_line(r: pd.Series, value: str) -> str:
+    """The caption line with the baseline's prediction, when the run stored one for this row."""
+    return f"<br>baseline {value}" if "baseline:y_pred" in r and not pd.isna(r["baseline:y_pred"]) else ""
+
+
 def _classification_caption(r: pd.Series) -> str:
     return (
         f"true <b>{esc(r['y_true'])}</b><br>predicted <b>{esc(r['y_pred'])}</b> ({esc(num(r['confidence']))})"
-        f"<br>row {esc(r['row'])}"
+        + _baseline_line(r, f"<b>{esc(r.get('baseline:y_pred'))}</b>")
+        + f"<br>row {esc(r['row'])}"
     )
 
 
 def _regression_caption(r: pd.Series) -> str:
-    return f"true {esc(num(r['y_true']))}<br>predicted {esc(num(r['y_pred']))}<br>row {esc(r['row'])}"
+    return (
+        f"true {esc(num(r['y_true']))}<br>predicted {esc(num(r['y_pred']))}"
+        + _baseline_line(r, esc(num(r.get("baseline:y_pred"))))
+        + f"<br>row {esc(r['row'])}"
+    )
 
 
 def _image_cards(rows: pd.DataFrame, caption: Callable[[pd.Series], str]) -> Raw:
@@ -84,6 +97,8 @@ def examples(files: RunFiles) -> Section:
     limit = files.evaluate_option("misclassified", 24)
     limit = limit if isinstance(limit, int) and limit >= 0 else 24
     df = df if "row" in df else df.assign(row=np.arange(len(df)))
+    if not regression and "text" in df and "image_png" not in df:
+        return Section(anchor, title, text_mistakes(df, limit))
     if regression:
         picked, intro = _largest_errors(df, limit)
         leading = [("row", "row"), ("true", "y_true"), ("predicted", "y_pred"), ("error", "error")]
@@ -92,6 +107,12 @@ def examples(files: RunFiles) -> Section:
         picked, intro = _confident_mistakes(df, limit)
         leading = [("row", "row"), ("true", "y_true"), ("predicted", "y_pred"), ("confidence", "confidence")]
         caption = _classification_caption
+    if "baseline:y_pred" in df:
+        leading.append(("baseline", "baseline:y_pred"))
+    if "text" in df:
+        # object dtype keeps the Raw markers (a str column would turn them into plain, re-escaped str)
+        picked = picked.assign(_message=pd.Series([message_cell(t) for t in picked["text"]], picked.index, object))
+        leading.append(("text", "_message"))
     if picked.empty:
         return Section(anchor, title, Raw(f"<p>{esc(intro)}</p>"))
     shown = _image_cards(picked, caption) if "image_png" in picked else _example_table(picked, leading)

@@ -19,6 +19,7 @@ from shipml.evaluate.plots import (
     per_class_f1_svg,
     regression_scatter_svg,
 )
+from shipml.evaluate.report_decision import decision_parts
 from shipml.evaluate.report_html import Raw, Section, esc, facts, figure, not_available, num, table
 from shipml.evaluate.rundir import RunFiles, dig
 
@@ -240,7 +241,7 @@ def _classification_results(files: RunFiles, test: Any) -> list[str]:
     raw = dig(test, "per_class")
     per_class = {k: v for k, v in raw.items() if isinstance(dig(v, "f1"), int | float)} if isinstance(raw, dict) else {}
     if not per_class:
-        return [not_available(files.missing("metrics.json"))]
+        return [not_available(files.missing("metrics.json")), *decision_parts(files)]
     base_per_class = dig(files.metrics, "baseline", "test", "per_class") or {}
     rows = [
         [name, *(dig(m, k) for k in ("precision", "recall", "f1")), dig(base_per_class, name, "f1"), dig(m, "support")]
@@ -256,11 +257,12 @@ def _classification_results(files: RunFiles, test: Any) -> list[str]:
         parts.append(not_available("calibration plot: " + files.missing("predictions.parquet")))
     else:
         parts.append(figure(calibration_svg(*calibration), "bars below the diagonal: overconfident"))
-    return parts
+    return parts + decision_parts(files)
 
 
 def results(files: RunFiles) -> Section:
-    """Classification: per-class table and charts, confusion, calibration. Regression: predicted vs true."""
+    """Classification: per-class table and charts, confusion, calibration, and for binary tasks the
+    decision threshold and precision–recall curve. Regression: predicted vs true."""
     title = "Test results"
     if files.task_kind != "regression":
         return Section("results", title, Raw("\n".join(_classification_results(files, dig(files.metrics, "test")))))

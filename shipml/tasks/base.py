@@ -7,6 +7,7 @@ A task is fitted on the training split (`fit`), after which everything it learne
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -20,7 +21,7 @@ from shipml.config import Config, ModelConfig, TaskConfig
 from shipml.data.dataset import Dataset
 from shipml.errors import ConfigError
 
-__all__ = ["ClassificationTask", "RegressionTask", "Task"]
+__all__ = ["ClassificationTask", "RegressionTask", "Task", "decide"]
 
 Tensors = dict[str, torch.Tensor]
 _MODEL_ADAPTER: TypeAdapter[Any] = TypeAdapter(ModelConfig)
@@ -114,8 +115,30 @@ class Task(ABC):
 
     # ------------------------------------------------------------------ model, loss, predictions
     @abstractmethod
-    def build_model(self) -> nn.Module:
-        """A fresh model; its forward takes the keys of `encode()` as keyword arguments."""
+    def build_model(self, pretrained: bool = True) -> nn.Module:
+        """A fresh model; its forward takes the keys of `encode()` as keyword arguments. `pretrained=False`
+        skips loading pretrained weights (when a trained state dict is loaded right after)."""
+
+    def param_groups(self, model: nn.Module) -> list[tuple[list[nn.Parameter], float]]:
+        """Parameters with their learning-rate scale (e.g. layer-wise decay); default: one group at 1."""
+        return [(list(model.parameters()), 1.0)]
+
+    def arrange_epoch(self, inputs: Tensors, order: np.ndarray, batch_size: int, gen: torch.Generator) -> np.ndarray:
+        """The training order of one epoch, given a shuffled `order` (e.g. grouped by length); default: as is."""
+        return order
+
+    def inference_order(self, inputs: Tensors, idx: np.ndarray) -> np.ndarray:
+        """A permutation of positions in `idx`: the order rows are batched in at inference (e.g. by length).
+        Outputs are put back in `idx` order."""
+        return np.arange(len(idx))
+
+    # ------------------------------------------------------------------ files beside task.json
+    def files(self) -> dict[str, bytes]:
+        """Preprocessing assets too large or too foreign for task.json (e.g. tokenizer.json), by file name."""
+        return {}
+
+    def load_files(self, folder: Path) -> None:  # noqa: B027 (an optional hook: most tasks have no files)
+        """Read back what `files()` wrote into `folder`."""
 
     @abstractmethod
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
@@ -132,6 +155,15 @@ class Task(ABC):
         return sum(p.numel() for p in model.parameters())
 
 
+def decide(proba: np.ndarray, decision: dict[str, Any] | None) -> np.ndarray:
+    """Class indices from (N, C) probabilities under a decision rule: None or strategy "argmax" -> argmax;
+    otherwise {"positive": index, "threshold": t}: the positive class wherever its probability >= t."""
+    if not decision or decision.get("strategy", "argmax") == "argmax":
+        return proba.argmax(axis=1)
+    pos = decision["positive"]
+    return np.where(proba[:, pos] >= decision["threshold"], pos, 1 - pos)
+
+
 class ClassificationTask(Task):
     kind = "classification"
     headline = "accuracy"
@@ -141,11 +173,26 @@ class ClassificationTask(Task):
         assert self.classes is not None
         return len(self.classes)
 
+    def fit(self, data: Dataset) -> Task:
+        super().fit(data)
+        self.prep["class_weights"] = None
+        if self.task_cfg.class_weights == "balanced":
+            counts = np.bincount(data.y("train"), minlength=self.n_classes).astype(np.float64)
+            weights = len(data.indices("train")) / (self.n_classes * np.maximum(counts, 1))
+            self.prep["class_weights"] = [float(w) for w in weights]
+        return self
+
     def encode_targets(self, y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(y, dtype=np.int64))
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(outputs.float(), targets)
+        w = self.prep.get("class_weights")
+        weight = torch.tensor(w, dtype=torch.float32) if w else None
+        return nn.functional.cross_entropy(outputs.float(), targets, weight=weight)
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Predicted class indices: argmax, or the tuned threshold on the positive class (binary tasks)."""
+        return decide(proba, self.prep.get("decision"))
 
     def postprocess(self, outputs: torch.Tensor) -> np.ndarray:
         return torch.softmax(outputs.float(), dim=-1).numpy()
@@ -157,9 +204,6 @@ class ClassificationTask(Task):
             "macro_f1": float(f1_score(y, labels, average="macro", labels=range(pred.shape[1]), zero_division=0)),
         }
 
-    def labels_of(self, proba: np.ndarray) -> list[str]:
-        assert self.classes is not None
-        return [self.classes[i] for i in proba.argmax(axis=1)]
 
 
 class RegressionTask(Task):

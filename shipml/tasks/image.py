@@ -112,7 +112,7 @@ class ImageClassification(ClassificationTask):
         x = (x - mean) / std
         return {"pixels": x.contiguous(memory_format=torch.channels_last)}
 
-    def build_model(self) -> nn.Module:
+    def build_model(self, pretrained: bool = True) -> nn.Module:
         assert isinstance(self.model_cfg, CNNConfig)
         h, w = self.prep["size"]
         model = CNN(self.prep["channels"], self.n_classes, (h, w), self.model_cfg)

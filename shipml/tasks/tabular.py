@@ -110,7 +110,7 @@ class TabularClassification(ClassificationTask, _Tabular):
     def _fit_preprocessing(self, data: Dataset) -> dict[str, Any]:
         return self._fit_columns(data)
 
-    def build_model(self) -> nn.Module:
+    def build_model(self, pretrained: bool = True) -> nn.Module:
         return self._build(self.n_classes)
 
 
@@ -126,5 +126,5 @@ class TabularRegression(RegressionTask, _Tabular):
     def _fit_preprocessing(self, data: Dataset) -> dict[str, Any]:
         return {**self._fit_columns(data), "target": self._target_stats(data)}
 
-    def build_model(self) -> nn.Module:
+    def build_model(self, pretrained: bool = True) -> nn.Module:
         return self._build(1)

@@ -79,9 +79,12 @@ def _batches_per_epoch(n: int, batch_size: int) -> int:
     return full + (1 if rest >= 2 else 0)  # a last batch of one row breaks batch-norm: drop it
 
 
-def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+def _epoch_order(task: Task, inputs: Tensors, train_idx: np.ndarray, batch_size: int, seed: int,
+                 epoch: int) -> np.ndarray:
+    """The rows of one epoch in training order: a function of (seed, epoch) only, so a resumed run replays it."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g)
+    order = train_idx[torch.randperm(len(train_idx), generator=g).numpy()]
+    return task.arrange_epoch(inputs, order, batch_size, g)
 
 
 @torch.no_grad()
@@ -92,15 +95,20 @@ def predict_outputs(model: nn.Module, task: Task, inputs: Tensors, idx: np.ndarr
     model.eval()
     outs = []
     gen = torch.Generator()  # unused for eval batches, required by the signature
-    for start in range(0, len(idx), batch_size):
-        b = torch.as_tensor(idx[start : start + batch_size])
+    idx = np.asarray(idx)
+    perm = task.inference_order(inputs, idx)  # e.g. by length, so batches pad little
+    order = idx[perm]
+    for start in range(0, len(order), batch_size):
+        b = torch.as_tensor(order[start : start + batch_size])
         batch = task.make_batch(inputs, b, train=False, gen=gen)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             outs.append(model(**batch).float())
     model.train(was_training)
     if not outs:
         return torch.empty(0)
-    return torch.cat(outs)
+    out = torch.empty_like(torch.cat(outs))
+    out[torch.as_tensor(perm)] = torch.cat(outs)  # back to the order of `idx`
+    return out
 
 
 class _Log:
@@ -151,7 +159,7 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int
 
     torch.manual_seed(seed)
     model = task.build_model()
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model, cfg, task.param_groups(model))
     batches = _batches_per_epoch(len(train_idx), cfg.batch_size)
     steps_per_epoch = math.ceil(batches / cfg.grad_accum)
     total_steps = steps_per_epoch * cfg.epochs
@@ -231,7 +239,7 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int
     with reporter.bar("training", total_steps) as bar:
         bar.update(completed=st["step"])
         while st["epoch"] < cfg.epochs and not st["stopped"]:
-            order = train_idx[_epoch_order(seed, st["epoch"], len(train_idx)).numpy()]
+            order = _epoch_order(task, inputs, train_idx, cfg.batch_size, seed, st["epoch"])
             while st["batch"] < batches and not st["stopped"]:
                 first = st["batch"]
                 last = min(first + cfg.grad_accum, batches)

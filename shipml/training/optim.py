@@ -13,16 +13,21 @@ from shipml.config import TrainConfig
 __all__ = ["build_optimizer", "build_scheduler", "lr_factor", "optimizer_state", "restore_optimizer"]
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD; weight decay is not applied to biases and normalisation parameters."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+def build_optimizer(
+    model: nn.Module, cfg: TrainConfig, scaled: list[tuple[list[nn.Parameter], float]] | None = None
+) -> torch.optim.Optimizer:
+    """AdamW or SGD; weight decay is not applied to biases and normalisation parameters. `scaled` gives
+    (parameters, lr scale) groups, e.g. for layer-wise LR decay; frozen parameters are left out."""
+    groups = []
+    for params, scale in scaled or [(list(model.parameters()), 1.0)]:
+        trainable = [p for p in params if p.requires_grad]
+        decay = [p for p in trainable if p.ndim > 1]
+        no_decay = [p for p in trainable if p.ndim <= 1]
+        groups += [
+            {"params": ps, "weight_decay": wd, "lr": cfg.lr * scale}
+            for ps, wd in ((decay, cfg.weight_decay), (no_decay, 0.0))
+            if ps
+        ]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     return torch.optim.AdamW(groups, lr=cfg.lr)

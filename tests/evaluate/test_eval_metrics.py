@@ -208,3 +208,34 @@ def test_low_precision_probabilities_are_accepted_without_warnings() -> None:
     assert "roc_auc" in classification_metrics(y, bf16, list("abcde"), n_bootstrap=0)
     with pytest.raises(ValueError, match="sum to 1"):
         classification_metrics(y, p * 3, list("abcde"))  # scores, not probabilities
+
+
+def test_decision_labels_replace_the_argmax_for_decision_metrics_only() -> None:
+    y, p = _softmax_data(500, 2, seed=3, signal=1.0)
+    classes = ["ham", "spam"]
+    plain = classification_metrics(y, p, classes, n_bootstrap=200, seed=1)
+    strict = (p[:, 1] >= 0.8).astype(np.int64)  # a high threshold: fewer positives than the argmax
+    tuned = classification_metrics(y, p, classes, n_bootstrap=200, seed=1, labels=strict)
+    assert tuned["accuracy"]["value"] == pytest.approx(skm.accuracy_score(y, strict))
+    assert tuned["accuracy"]["value"] != plain["accuracy"]["value"]
+    assert tuned["confusion_matrix"] == skm.confusion_matrix(y, strict).tolist()
+    assert tuned["per_class"]["spam"]["recall"] == pytest.approx(skm.recall_score(y, strict))
+    assert tuned["macro_f1"]["value"] == pytest.approx(skm.f1_score(y, strict, average="macro"))
+    for name in ("log_loss", "roc_auc", "ece"):  # judged on the probabilities: untouched, intervals too
+        assert tuned[name] == plain[name], name
+    # the bootstrap interval follows the labels: perfect labels give a degenerate [1, 1] interval
+    perfect = classification_metrics(y, p, classes, n_bootstrap=200, labels=y.astype(np.int64))
+    assert (perfect["accuracy"]["ci_low"], perfect["accuracy"]["ci_high"]) == (1.0, 1.0)
+    assert perfect["log_loss"]["value"] == plain["log_loss"]["value"]
+    # argmax given explicitly changes nothing
+    assert classification_metrics(y, p, classes, n_bootstrap=200, seed=1, labels=p.argmax(1)) == plain
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [(np.array([0, 1]), r"\(4,\)"), (np.array([0.0, 1.0, 0.0, 1.0]), "integer"), (np.array([0, 1, 2, 1]), r"\[0, 2\)")],
+)
+def test_bad_decision_labels_raise(labels: np.ndarray, match: str) -> None:
+    y, p = _softmax_data(4, 2)
+    with pytest.raises(ValueError, match=match):
+        classification_metrics(y, p, ["a", "b"], n_bootstrap=0, labels=labels)

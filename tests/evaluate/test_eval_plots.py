@@ -15,6 +15,7 @@ from shipml.evaluate import (
     learning_curves_svg,
     pareto_front,
     per_class_f1_svg,
+    pr_curve_svg,
     regression_scatter_svg,
     scatter_frontier,
     scatter_svg,
@@ -37,6 +38,15 @@ CHARTS = {
     ),
     "per_class_f1": lambda: per_class_f1_svg({c: {"f1": f} for c, f in zip(CLASSES, [0.9, 0.5, 0.7], strict=True)}),
     "regression_scatter": lambda: regression_scatter_svg(np.arange(50.0), np.arange(50.0) + np.sin(np.arange(50))),
+    "pr_curve": lambda: pr_curve_svg(
+        [
+            ("model", np.array([0, 0, 1, 1, 0, 1]), np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])),
+            (CLASSES[1], np.array([0, 0, 1, 1, 0, 1]), np.array([0.3, 0.2, 0.6, 0.7, 0.1, 0.5])),
+            ("no positives: skipped", np.zeros(3), np.array([0.1, 0.2, 0.3])),
+        ],
+        [("model at threshold 0.5", 1.0, 2 / 3), ("$5 & up", 0.75, 1.0)],
+        title=f"precision–recall (positive: {CLASSES[1]})",
+    ),
     "scatter": lambda: scatter_svg([1.0, 2.0], [0.9, 0.95], ["a", "<b>"], "latency (ms)", "accuracy", "t"),
     "frontier": lambda: scatter_frontier(
         [
@@ -58,7 +68,7 @@ def test_chart_is_bare_deterministic_svg(name: str) -> None:
     assert len(svg) < 80_000
 
 
-@pytest.mark.parametrize("name", ["confusion_matrix", "per_class_f1"])
+@pytest.mark.parametrize("name", ["confusion_matrix", "per_class_f1", "pr_curve"])
 def test_user_text_is_escaped_and_dollars_are_literal(name: str) -> None:
     svg = CHARTS[name]()
     assert svg is not None
@@ -103,3 +113,13 @@ assert before == after, {k for k in before if before[k] != after[k]}
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
     assert result.returncode == 0, result.stderr
+
+
+def test_pr_curve_marks_and_average_precision() -> None:
+    y = np.array([0, 1, 1, 0, 1])
+    svg = pr_curve_svg([("model", y, np.array([0.2, 0.9, 0.6, 0.7, 0.8]))], [("model at argmax", 0.75, 1.0)])
+    assert "AP 0.917" in svg  # sklearn's average precision: (1 + 1 + 0.75) / 3
+    assert "model at argmax" in svg
+    long = np.random.default_rng(0).random(20_000)
+    big = pr_curve_svg([("model", long > 0.5, long)], [])
+    assert len(big) < 80_000  # long curves are thinned

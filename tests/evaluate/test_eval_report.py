@@ -317,6 +317,7 @@ def test_regression_run(tmp_path: Path) -> None:
             "row": np.arange(80) * 2,
             "y_true": y,
             "y_pred": pred,
+            "baseline:y_pred": y + 5.0,
             "feature:age": rng.integers(20, 80, 80),
             f"feature:{EVIL}": ["x"] * 80,
         }
@@ -330,4 +331,22 @@ def test_regression_run(tmp_path: Path) -> None:
     assert "largest absolute error" in errors and "age" in errors
     section = html.split('id="errors"')[1].split("</section>")[0]
     assert '<tbody>\n<tr><td class="n">14</td>' in section  # rows[7] (row id 14) has the largest error
+    assert "<th>baseline</th>" in section and f">{y[7] + 5:.4g}<" in section  # the baseline's prediction beside
     assert EVIL not in html
+
+
+def test_baseline_prediction_beside_image_mistakes(tmp_path: Path) -> None:
+    run = make_image_run(tmp_path / "with-baseline")
+    df = pd.read_parquet(run / "predictions.parquet")
+    df["baseline:y_pred"] = [EVIL] * len(df)  # a label is user text too
+    df.to_parquet(run / "predictions.parquet")
+    html = write_report(run).read_text(encoding="utf-8")
+    captions = html.split('id="mistakes"')[1].split("</section>")[0]
+    assert captions.count("<br>baseline <b>&lt;script&gt;") == 5
+    assert EVIL not in html
+
+
+def test_multiclass_has_no_decision_part(image_page: tuple[str, Page]) -> None:
+    _, page = image_page
+    assert "Decision threshold" not in page.text["results"]
+    assert "precision–recall" not in page.text["results"]

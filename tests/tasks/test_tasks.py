@@ -4,6 +4,7 @@ round-trips through its JSON assets. A new task needs a small data set in `_data
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,11 +44,21 @@ def _data_for(task: str) -> Dataset:
         frame = d.frame
         feats = [c for c in frame.columns if c != "target"]
         return Dataset("table", frame, "target", feats, [], _split(len(frame)), "x", CleaningLog())
+    if task == "text-classification":
+        rng = np.random.default_rng(0)
+        words = {"sport": "match goal team score league coach referee season striker keeper".split(),
+                 "kitchen": "recipe oven flour butter simmer garlic sauce bake onion pepper".split()}
+        common = "the a today we it was very and then again".split()
+        rows = [(" ".join(rng.choice(words[c] + common, size=rng.integers(4, 30))), c)
+                for c in ("sport", "kitchen") for _ in range(80)]
+        frame = pd.DataFrame(rows, columns=["text", "label"])
+        return Dataset("text", frame, "label", ["text"], [], _split(len(frame)), "text-fp", CleaningLog(),
+                       classes=["kitchen", "sport"])
     raise AssertionError(f"no test data for task {task!r}: add it here")
 
 
 @pytest.mark.parametrize("name", list_tasks())
-def test_task_trains_predicts_and_roundtrips(name: str) -> None:
+def test_task_trains_predicts_and_roundtrips(name: str, tmp_path: Path) -> None:
     data = _data_for(name)
     task = create_task(name).fit(data)
     inputs = task.encode_dataset(data)
@@ -82,8 +93,11 @@ def test_task_trains_predicts_and_roundtrips(name: str) -> None:
 
     # everything learned is JSON, and a task rebuilt from it produces identical outputs
     assets = json.loads(json.dumps(task.assets()))
+    for fname, content in task.files().items():
+        (tmp_path / fname).write_bytes(content)
     again = get_task_class(name).from_assets(assets)
-    model2 = again.build_model()
+    again.load_files(tmp_path)
+    model2 = again.build_model(pretrained=False)
     model2.load_state_dict(model.state_dict())
     model2.eval()
     with torch.no_grad():
