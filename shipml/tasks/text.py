@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from shipml.config import TransformerConfig
@@ -65,6 +66,9 @@ def _backbone_dir(cfg: TransformerConfig) -> Path:
     if missing:
         raise ConfigError(f"model.backbone {str(path)!r} has no {' or '.join(missing)}; it needs a fast tokenizer "
                           "(tokenizer.json) and config.json")
+    if not any(path.glob("*.safetensors")):
+        raise ConfigError(f"model.backbone {str(path)!r} has no *.safetensors weights (pickled .bin weights are "
+                          "not loaded); re-save the model with save_pretrained(..., safe_serialization=True)")
     return path
 
 
@@ -118,6 +122,10 @@ class TextClassification(ClassificationTask):
         self._tokenizer = None
         tok = self.tokenizer
         vocab = tok.get_vocab()
+        enc_vocab = json.loads(self._files["encoder_config.json"]).get("vocab_size")
+        if enc_vocab is not None and tok.get_vocab_size() > enc_vocab:
+            raise ConfigError(f"the tokenizer in {folder} has {tok.get_vocab_size()} tokens but the encoder's "
+                              f"config.json has vocab_size {enc_vocab}: they are not from the same model")
         specials = {}
         for role, names in (("cls", ("[CLS]", "<s>")), ("sep", ("[SEP]", "</s>")), ("pad", ("[PAD]", "<pad>"))):
             found = [vocab[n] for n in names if n in vocab]
@@ -233,9 +241,16 @@ class TextClassification(ClassificationTask):
     def build_model(self, pretrained: bool = True) -> nn.Module:
         tf = _transformers()
         config = tf.AutoConfig.for_model(**json.loads(self._files["encoder_config.json"]))
+        if self.cfg.attention_dropout is not None and hasattr(config, "attention_probs_dropout_prob"):
+            # with dropout on attention weights, CPU attention falls back from the fused kernel to the slow path
+            config.attention_probs_dropout_prob = self.cfg.attention_dropout
         folder = Path(self.prep["backbone"])
         if pretrained and folder.is_dir():
-            encoder = tf.AutoModel.from_pretrained(str(folder), config=config, local_files_only=True)
+            try:
+                encoder = tf.AutoModel.from_pretrained(str(folder), config=config, local_files_only=True,
+                                                       use_safetensors=True)
+            except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+                raise ConfigError(f"cannot load the encoder weights from {folder}: {err}") from None
         elif pretrained:
             raise ConfigError(f"the backbone folder {folder} is gone; it is needed to start fine-tuning")
         else:

@@ -84,9 +84,19 @@ def test_freeze_layers_and_layer_lr_decay() -> None:
 def test_backbone_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a folder"):
         _task(backbone=str(tmp_path / "missing")).fit(_texts())
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 1000}))
     with pytest.raises(ConfigError, match=r"tokenizer\.json"):
         _task(backbone=str(tmp_path)).fit(_texts())
+    shutil.copy(default_backbone() / "tokenizer.json", tmp_path / "tokenizer.json")
+    with pytest.raises(ConfigError, match=r"no \*\.safetensors weights"):
+        _task(backbone=str(tmp_path)).fit(_texts())
+    (tmp_path / "model.safetensors").write_bytes(b"not really weights")
+    with pytest.raises(ConfigError, match="not from the same model"):  # 30k-token tokenizer, 1000-token encoder
+        _task(backbone=str(tmp_path)).fit(_texts())
+    (tmp_path / "config.json").write_text((default_backbone() / "config.json").read_text())
+    task = _task(backbone=str(tmp_path)).fit(_texts())
+    with pytest.raises(ConfigError, match="cannot load the encoder weights"):
+        task.build_model()
 
 
 def test_balanced_class_weights_reach_the_loss() -> None:
