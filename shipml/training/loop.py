@@ -157,8 +157,12 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int
     targets = task.encode_targets(data.y())
     y_val = data.y("val")
 
+    ckpt_dir, best_path = run_dir / "checkpoints", run_dir / "best.safetensors"
+    ckpt, notes = load_latest(ckpt_dir) if resume else (None, [])
+    for n in notes:
+        reporter.warn(n)
     torch.manual_seed(seed)
-    model = task.build_model()
+    model = task.build_model(pretrained=ckpt is None)  # a checkpoint replaces the weights (and the RNG) anyway
     optimizer = build_optimizer(model, cfg, task.param_groups(model))
     batches = _batches_per_epoch(len(train_idx), cfg.batch_size)
     steps_per_epoch = math.ceil(batches / cfg.grad_accum)
@@ -174,12 +178,8 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int
     mode = es.mode if es.mode != "auto" else ("min" if metric in _MIN_METRICS else "max")
     st: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "stopped": False,
                           "seconds": 0.0, "samples": 0}
-    ckpt_dir, best_path = run_dir / "checkpoints", run_dir / "best.safetensors"
     resumed_from = None
     if resume:
-        ckpt, notes = load_latest(ckpt_dir)
-        for n in notes:
-            reporter.warn(n)
         if ckpt is not None:
             raw_model.load_state_dict(ckpt.section("model"))
             restore_optimizer(optimizer.optimizer, ckpt.section("optim"), ckpt.state["optimizer"])
