@@ -22,7 +22,7 @@ from shipml.data.decode import conform_pixels, load_pixels, pixel_keys
 from shipml.data.images import IMAGE_SUFFIXES, discover_images, has_images
 from shipml.data.mail_folder import has_label_folders
 from shipml.data.sources import read_table, sklearn_digits_images, sklearn_name, sklearn_table, table_format
-from shipml.data.split import assign_split, fingerprint, fixed_from_column, leakage_mask
+from shipml.data.split import assign_split, fingerprint, leakage_mask, split_from_column
 from shipml.data.text import email_rows, table_text_rows
 from shipml.errors import DataError
 
@@ -165,14 +165,7 @@ def _from_table(
     frame = frame.reset_index(drop=True)
     frame.columns = [str(c) for c in frame.columns]
     clean.require_target(frame, cfg.target, where)
-    fixed = np.full(len(frame), "", dtype=object)
-    if cfg.split_column is not None:
-        if cfg.split_column not in frame.columns:
-            raise DataError(
-                f"data.split_column {cfg.split_column!r} not found in {where}; available columns: "
-                f"{', '.join(map(repr, frame.columns))}"
-            )
-        fixed = fixed_from_column(frame[cfg.split_column], cfg.split_column)
+    fixed = split_from_column(frame, cfg.split_column, where)
     rows = clean.drop_missing_target(clean.Rows(frame=frame, fixed=fixed), cfg.target, log)
     if task_kind == "classification":
         rows = clean.normalise_labels(rows, cfg.target, log)

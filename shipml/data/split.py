@@ -24,6 +24,18 @@ __all__ = ["assign_split", "fingerprint", "fixed_from_column", "leakage_mask"]
 _ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
+def split_from_column(frame: pd.DataFrame, column: str | None, where: str) -> np.ndarray:
+    """Per row "train"/"val"/"test" from `data.split_column`, or "" (split to be drawn) without one."""
+    if column is None:
+        return np.full(len(frame), "", dtype=object)
+    if column not in frame.columns:
+        raise DataError(
+            f"data.split_column {column!r} not found in {where}; available columns: "
+            f"{', '.join(map(repr, frame.columns))}"
+        )
+    return fixed_from_column(frame[column], column)
+
+
 def fixed_from_column(values: pd.Series, column: str) -> np.ndarray:
     """The split named by `data.split_column`: train/val/test (any case), anything else is an error."""
     text = values.map(lambda v: str(v).strip().lower() if isinstance(v, str) else None)

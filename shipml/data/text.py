@@ -20,7 +20,7 @@ from shipml.data import clean
 from shipml.data.dataset import CleaningLog
 from shipml.data.email import decode_bytes, utf8_safe
 from shipml.data.mail_folder import discover_messages, message_texts
-from shipml.data.split import fixed_from_column
+from shipml.data.split import split_from_column
 from shipml.errors import DataError
 
 __all__ = ["as_text", "email_rows", "table_text_rows"]
@@ -77,14 +77,7 @@ def table_text_rows(frame: pd.DataFrame, cfg: DataConfig, task_kind: str, log: C
     frame.columns = [str(c) for c in frame.columns]
     clean.require_target(frame, cfg.target, where)
     _check_columns(frame, cfg, where)
-    fixed = np.full(len(frame), "", dtype=object)
-    if cfg.split_column is not None:
-        if cfg.split_column not in frame.columns:
-            raise DataError(
-                f"data.split_column {cfg.split_column!r} not found in {where}; available columns: "
-                f"{', '.join(map(repr, frame.columns))}"
-            )
-        fixed = fixed_from_column(frame[cfg.split_column], cfg.split_column)
+    fixed = split_from_column(frame, cfg.split_column, where)
     texts = pd.Series([as_text(v) for v in frame[cfg.text_column].to_numpy(dtype=object)], dtype=object)
     table = pd.DataFrame({cfg.text_column: texts, cfg.target: frame[cfg.target]})
     rows = _labels(clean.Rows(frame=table, fixed=fixed), cfg, task_kind, log)
