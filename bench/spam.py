@@ -20,12 +20,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 import shipml
-from shipml.config import load_config
-from shipml.data import fetch_dataset, load_dataset
+from shipml.config import EmailConfig, load_config
+from shipml.data import fetch_dataset, load_dataset, message_text
 from shipml.evaluate import binary_rates, tune_threshold
 from shipml.training import predict_outputs
 
@@ -36,15 +37,17 @@ def _ci(m: dict[str, Any]) -> str:
     return f"{m['value']:.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
 
 
-def _time_split_folder(spam: Path, out: Path) -> Path:
-    """root/{train,test}/{ham,spam}/ as hard links into the fetched corpus (nothing copied)."""
+def _time_split_table(spam: Path, out: Path, email: EmailConfig) -> Path:
+    """A parquet table (text, label, split): the older parts are train, the later ones test; emails parsed
+    with the same settings as the folder loader. (Email folders take no split sub-folders.)"""
     parts = {"train": {"ham": "easy_ham", "spam": "spam"}, "test": {"ham": "easy_ham_2", "spam": "spam_2"}}
+    rows = []
     for split, labels in parts.items():
         for label, part in labels.items():
-            dest = out / split / label
-            dest.mkdir(parents=True)
-            for f in (spam / label / part).iterdir():
-                os.link(f, dest / f.name)
+            for f in sorted((spam / label / part).iterdir()):
+                text = message_text(f.read_bytes(), headers=email.headers, body=email.body, max_chars=email.max_chars)
+                rows.append({"text": text, "label": label, "split": split})
+    pd.DataFrame(rows).to_parquet(out)
     return out
 
 
@@ -103,9 +106,10 @@ def main() -> None:
                          + _fpr_cap(run, info["data"], 0.001))
             notes.append(f"main: report at {run.path / 'report.html'} (deleted with the temp dir)")
         if "time-split" in cases:
-            folder = _time_split_folder(spam, tmp / "time-split")
-            run = shipml.train(cfg, overrides=[f"data.path={folder}", f"output_dir={tmp / 'runs'}",
-                                               "name=spam-time-split", *overrides], quiet=True)
+            table = _time_split_table(spam, tmp / "time-split.parquet", cfg.data.email)
+            run = shipml.train(cfg, overrides=[f"data.path={table}", "data.format=parquet", "data.split_column=split",
+                                               f"output_dir={tmp / 'runs'}", "name=spam-time-split", *overrides],
+                               quiet=True)
             _row(table, "train old parts, test later parts", run)
     Console(width=220).print(table)
     for n in notes:

@@ -136,9 +136,21 @@ def _walk_label(folder: Path, base: Path, label: str, out: MailLayout) -> None:
             out.stats.append((st.st_size, st.st_mtime_ns))
 
 
+_SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing"}
+
+
 def discover_messages(base: Path) -> MailLayout:
     """Find the label folders under `base` and list their message files."""
     label_dirs, loose = _find_labels(base)
+    split_like = sorted(d.name for d in label_dirs if d.name.lower() in _SPLIT_NAMES)
+    if split_like:
+        # root/{train,test}/<label>/ is a split layout, not labels named "train" and "test": refuse rather than
+        # train a model to tell the folders apart
+        raise DataError(
+            f"{base} has folders named {split_like}: email data does not take split folders (yet); put the emails "
+            "in one folder per label and, to fix the split, use a table with a text, a label and a split column "
+            "(data.split_column)"
+        )
     layout = MailLayout(base=base)
     layout.loose = [f.relative_to(base).as_posix() for f in loose if f.name.lower() not in _NOT_MESSAGES]
     for folder in label_dirs:
