@@ -106,10 +106,10 @@ def main() -> None:
                          + _fpr_cap(run, info["data"], 0.001))
             notes.append(f"main: report at {run.path / 'report.html'} (deleted with the temp dir)")
         if "time-split" in cases:
-            table = _time_split_table(spam, tmp / "time-split.parquet", cfg.data.email)
-            run = shipml.train(cfg, overrides=[f"data.path={table}", "data.format=parquet", "data.split_column=split",
-                                               f"output_dir={tmp / 'runs'}", "name=spam-time-split", *overrides],
-                               quiet=True)
+            split_table = _time_split_table(spam, tmp / "time-split.parquet", cfg.data.email)
+            fixed = [f"data.path={split_table}", "data.format=parquet", "data.split_column=split"]
+            run = shipml.train(cfg, overrides=[*fixed, f"output_dir={tmp / 'runs'}", "name=spam-time-split",
+                                               *overrides], quiet=True)
             _row(table, "train old parts, test later parts", run)
     Console(width=220).print(table)
     for n in notes:
