@@ -83,9 +83,11 @@ def main() -> None:
     ap.add_argument("--only", choices=["main", "time-split"], action="append")
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--set", action="append", default=[], help="extra config overrides, e.g. model.truncation=tail")
     args = ap.parse_args()
     cases = args.only or ["main", "time-split"]
-    overrides = [f"model.max_length={args.max_length}"] + ([f"train.epochs={args.epochs}"] if args.epochs else [])
+    overrides = [f"model.max_length={args.max_length}", *args.set] + (
+        [f"train.epochs={args.epochs}"] if args.epochs else [])
     table = Table(title=f"SpamAssassin, all-MiniLM-L6-v2 fine-tuned (max length {args.max_length}) vs TF-IDF + "
                         f"logistic regression, {os.cpu_count()} cores")
     for col in ("case", "train/test", "accuracy [95% CI]", "spam F1", "baseline accuracy", "baseline spam F1",
