@@ -99,8 +99,10 @@ class TextClassification(ClassificationTask):
     data_kind = "text"
     default_model = TransformerConfig
     prefers_bf16 = True  # bench/text_speed.py: ~2x samples/s with bf16 autocast on AMX CPUs
+    # bench/spam.py: 0.9916 test accuracy on SpamAssassin (head-only truncation, 3 epochs: 0.9899)
     recipe: ClassVar[dict[str, Any]] = {
-        "train": {"epochs": 3, "batch_size": 16, "lr": 5e-5, "weight_decay": 0.01, "schedule": "linear",
+        "model": {"arch": "transformer", "truncation": "head+tail"},
+        "train": {"epochs": 4, "batch_size": 16, "lr": 5e-5, "weight_decay": 0.01, "schedule": "linear",
                   "warmup_steps": 50, "checkpoint_every": 100},
     }
 
