@@ -31,7 +31,8 @@ SPLIT_FOLDERS = {
 GREY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
-def _hidden(name: str) -> bool:
+def is_hidden(name: str) -> bool:
+    """Dot files and macOS archive litter are never data."""
     return name.startswith(".") or name == "__MACOSX"
 
 
@@ -55,14 +56,19 @@ class ImageLayout:
         return len(self.relpaths)
 
 
-def _children(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Visible sub-folders and files of a folder, each sorted by name."""
+def list_children(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Visible sub-folders and files of a folder, each sorted by name (an entry that cannot be stat'ed
+    counts as a file, so the caller reports it instead of crashing)."""
     dirs, files = [], []
     with os.scandir(folder) as it:
         for entry in it:
-            if _hidden(entry.name):
+            if is_hidden(entry.name):
                 continue
-            (dirs if entry.is_dir() else files).append(Path(entry.path))
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(Path(entry.path))
     return sorted(dirs), sorted(files)
 
 
@@ -78,7 +84,7 @@ def _iter_images(folder: Path) -> Iterator[os.DirEntry[str]]:
         seen.add((st.st_dev, st.st_ino))
         with os.scandir(current) as it:
             for entry in it:
-                if _hidden(entry.name):
+                if is_hidden(entry.name):
                     continue
                 if entry.is_dir():
                     stack.append(Path(entry.path))
@@ -111,12 +117,12 @@ def discover_images(base: Path) -> ImageLayout:
     """Find the class (and split) folders under `base` and list their image files."""
     top = base
     while True:  # unwrap single wrapping folders such as mnist5k.tar.gz -> mnist5k/<digit>/
-        dirs, files = _children(top)
+        dirs, files = list_children(top)
         if (
             len(dirs) == 1
             and not any(_is_image(f.name) for f in files)
             and dirs[0].name.lower() not in SPLIT_FOLDERS
-            and _children(dirs[0])[0]
+            and list_children(dirs[0])[0]
         ):
             top = dirs[0]
             continue
@@ -132,7 +138,7 @@ def discover_images(base: Path) -> ImageLayout:
             )
         layout.split_folders = True
         for split_dir, split in split_dirs.items():
-            class_dirs, loose = _children(split_dir)
+            class_dirs, loose = list_children(split_dir)
             layout.loose += sum(_is_image(f.name) for f in loose)
             for class_dir in class_dirs:
                 _walk_class(class_dir, base, class_dir.name, split or "", layout)

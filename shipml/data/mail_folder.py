@@ -29,6 +29,7 @@ import pandas as pd
 from shipml.config import EmailConfig
 from shipml.data.cache import atomic_write_bytes, cache_subdir
 from shipml.data.email import message_text
+from shipml.data.images import is_hidden, list_children
 from shipml.errors import DataError
 
 __all__ = ["MAX_MESSAGE_BYTES", "MailLayout", "discover_messages", "has_label_folders", "message_texts"]
@@ -36,10 +37,6 @@ __all__ = ["MAX_MESSAGE_BYTES", "MailLayout", "discover_messages", "has_label_fo
 MAX_MESSAGE_BYTES = 8 << 20  # a message beyond this is read truncated: the text comes first, attachments last
 _CACHE_VERSION = 1  # bump when parsing changes, so stale cache entries are never read
 _NOT_MESSAGES = frozenset({"manifest.json", "readme", "readme.md", "readme.txt", "license", "cmds"})
-
-
-def _hidden(name: str) -> bool:
-    return name.startswith(".") or name == "__MACOSX"
 
 
 @dataclass
@@ -57,21 +54,6 @@ class MailLayout:
         return len(self.relpaths)
 
 
-def _children(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Visible sub-folders and files of a folder, each sorted by name."""
-    dirs, files = [], []
-    with os.scandir(folder) as it:
-        for entry in it:
-            if _hidden(entry.name):
-                continue
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            (dirs if is_dir else files).append(Path(entry.path))
-    return sorted(dirs), sorted(files)
-
-
 def has_label_folders(folder: Path) -> bool:
     """True when some visible sub-folder of `folder` (or of its single wrapping folder) holds a file."""
     try:
@@ -84,8 +66,8 @@ def _find_labels(base: Path) -> tuple[list[Path], list[Path]]:
     """(label folders, loose files at the top), after unwrapping a single wrapping folder."""
     top = base
     while True:
-        dirs, files = _children(top)
-        if len(dirs) == 1 and _children(dirs[0])[0] and not any(f.name.lower() not in _NOT_MESSAGES for f in files):
+        dirs, files = list_children(top)
+        if len(dirs) == 1 and list_children(dirs[0])[0] and not any(f.name.lower() not in _NOT_MESSAGES for f in files):
             top = dirs[0]
             continue
         break
@@ -94,8 +76,8 @@ def _find_labels(base: Path) -> tuple[list[Path], list[Path]]:
 
 def _any_file(folder: Path) -> bool:
     for _, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not _hidden(d)]
-        if any(not _hidden(f) for f in files):
+        dirs[:] = [d for d in dirs if not is_hidden(d)]
+        if any(not is_hidden(f) for f in files):
             return True
     return False
 
@@ -116,7 +98,7 @@ def _walk_label(folder: Path, base: Path, label: str, out: MailLayout) -> None:
             out.unreadable.append((current.relative_to(base).as_posix(), f"cannot list folder ({err.strerror or err})"))
             continue
         for entry in entries:
-            if _hidden(entry.name):
+            if is_hidden(entry.name):
                 continue
             rel = Path(entry.path).relative_to(base).as_posix()
             try:
