@@ -1,0 +1,31 @@
+"""The runtime room: run an exported package with onnxruntime, without torch or the training code.
+
+A package (docs/package.md) is a folder with model.onnx, signature.json, assets/, metrics.json,
+provenance.json and MANIFEST.json. This room is its only reader, and owns the format constants and the
+manifest/atomic-write helpers the writer (`shipml.export`) uses, so reader and writer cannot drift:
+
+    Package.open(path) -> Package       verify the manifest, load the signature; .predict(raw) -> DataFrame
+    measure(package, raw) -> dict       latency / throughput / size / peak memory (measure_in_subprocess:
+                                        the same in a fresh process, `python -m shipml.runtime.measure_main`)
+    FORMAT, write_manifest, verify_manifest, atomic_dir, package_size
+
+It may import numpy, pandas, Pillow, onnxruntime and tokenizers (the last two only when a session or a
+tokenizer is first needed), `shipml.errors` and the raw-input readers of `shipml.data`; never torch.
+"""
+
+from __future__ import annotations
+
+from shipml.runtime.format import FORMAT, atomic_dir, package_size, verify_manifest, write_manifest
+from shipml.runtime.package import Package
+from shipml.runtime.timing import measure, measure_in_subprocess
+
+__all__ = [
+    "FORMAT",
+    "Package",
+    "atomic_dir",
+    "measure",
+    "measure_in_subprocess",
+    "package_size",
+    "verify_manifest",
+    "write_manifest",
+]
