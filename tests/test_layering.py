@@ -24,13 +24,19 @@ ALLOWED: dict[str, set[str]] = {
     "training": {"errors", "config", "data", "tasks", "_console"},
     "scorecard": {"errors", "config", "data", "tasks", "training", "evaluate", "_console"},
     "run": {"errors", "config", "data", "tasks", "training", "evaluate", "scorecard", "_console", "__init__"},
-    "quickstart": {"errors", "config", "run", "_console"},
+    "runtime": {"errors", "data"},
+    "export": {"errors", "config", "data", "tasks", "training", "evaluate", "runtime", "run", "scorecard", "_console",
+               "__init__"},
+    "compress": {
+        "errors", "config", "data", "tasks", "training", "evaluate", "runtime", "run", "scorecard", "export", "_console"
+    },
+    "quickstart": {"errors", "config", "run", "export", "compress", "runtime", "_console"},
     "scaffold": {"errors", "config", "data", "tasks"},
     "cli": {"*"},
     "__init__": {"errors", "config", "run", "tasks"},
 }
 # rooms that must never import torch (they run where torch is not installed, or need not be)
-NO_TORCH = {"errors", "config", "data", "evaluate", "_console"}
+NO_TORCH = {"errors", "config", "data", "evaluate", "_console", "runtime"}
 
 
 def _room(path: Path) -> str:

@@ -139,9 +139,14 @@ class _Log:
 
 
 def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, resume: bool = False,
-        reporter: Reporter | None = None) -> TrainResult:
-    """Train `task`'s model on `data` (task already fitted); checkpoints and logs go to `run_dir`."""
+        reporter: Reporter | None = None, model: nn.Module | None = None) -> TrainResult:
+    """Train `task`'s model on `data` (task already fitted); checkpoints and logs go to `run_dir`.
+
+    `model` starts from a given module instead of `task.build_model()` (compression: a pruned model's
+    recovery fine-tune, a distillation student); such a fit cannot be resumed."""
     reporter = reporter or Reporter(quiet=True)
+    if model is not None and resume:
+        raise TrainError("a fit that starts from a given model cannot be resumed; start it again")
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -162,7 +167,8 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int
     for n in notes:
         reporter.warn(n)
     torch.manual_seed(seed)
-    model = task.build_model(pretrained=ckpt is None)  # a checkpoint replaces the weights (and the RNG) anyway
+    if model is None:
+        model = task.build_model(pretrained=ckpt is None)  # a checkpoint replaces the weights (and the RNG) anyway
     optimizer = build_optimizer(model, cfg, task.param_groups(model))
     batches = _batches_per_epoch(len(train_idx), cfg.batch_size)
     steps_per_epoch = math.ceil(batches / cfg.grad_accum)

@@ -1,0 +1,63 @@
+"""The export room: a finished run -> a package (ONNX + signature + assets + metrics + provenance).
+
+    export_run(run, out=None, fmt="onnx") -> Path     `shipml export`: runs/<id>/package/ (or a Triton repo)
+    build_package(ctx, dest, onnx_file, ...)           the checked, atomic package writer (compress uses it)
+    export_onnx(model, task, example, path)            PyTorch -> ONNX with dynamic batch/sequence axes
+
+The package format itself is defined by its reader, `shipml.runtime` (docs/package.md).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from shipml._console import Reporter
+from shipml.errors import ExportError
+from shipml.export.onnx import export_onnx
+from shipml.export.package import (
+    FP32_TOLERANCE,
+    ExportContext,
+    build_package,
+    example_batch,
+    load_context,
+    reference_outputs,
+)
+from shipml.export.triton import write_triton_repository
+from shipml.run import Run
+
+__all__ = ["ExportContext", "build_package", "export_onnx", "export_run", "load_context", "write_triton_repository"]
+
+FORMATS = ("onnx", "triton")
+
+
+def export_run(run: Run | str | Path, out: str | Path | None = None, *, fmt: str = "onnx", name: str | None = None,
+               ctx: ExportContext | None = None, tolerance: float = FP32_TOLERANCE, quiet: bool = False) -> Path:
+    """Export a finished run's model as a package (default `runs/<id>/package/`), checked for parity with the
+    PyTorch model on the test split. `fmt="triton"` also writes a Triton model repository (default
+    `runs/<id>/triton/<name>/`). Returns the package folder (or the Triton model folder)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
+    reporter = Reporter(quiet=quiet)
+    ctx = ctx or load_context(run, reporter=reporter)
+    run = ctx.run
+    dest = Path(out) if out is not None and fmt == "onnx" else run.path / "package"
+    model = run.model
+    example = example_batch(ctx)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=run.path) as tmp:
+        onnx_file = Path(tmp) / "model.onnx"
+        _, output = export_onnx(model, ctx.task, example, onnx_file)
+        reference = reference_outputs(model, ctx)
+        pkg = build_package(ctx, dest, onnx_file, example=example, output=output,
+                            variant={"name": "fp32", "method": "export", "params": {}}, reference=reference,
+                            reference_name="the run's PyTorch model (fp32)", tolerance=tolerance)
+    p = pkg.metrics["parity"]
+    agree = "" if p["agreement"] is None else f", prediction agreement {p['agreement']:.4f}"
+    reporter.info(f"package [bold]{dest}[/bold]: parity max |diff| {p['max_abs_diff']:.2e} on {p['n']} test rows"
+                  f"{agree}")
+    if fmt == "triton":
+        repo = Path(out) if out is not None else run.path / "triton"
+        folder = write_triton_repository(dest, repo, name or run.config.name)
+        reporter.info(f"Triton model repository [bold]{repo}[/bold] (model {folder.name})")
+        return folder
+    return dest

@@ -1,0 +1,241 @@
+"""The package writer: an ONNX file + signature + assets + metrics + provenance, checked before it exists.
+
+A package is assembled in a temporary folder, opened with `shipml.runtime` (the same code that serves
+it), run on the run's real test split and compared with the model it was made from; only a package
+that loads and passes its parity check is renamed into place (docs/package.md).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from shipml._console import Reporter
+from shipml.data import load_dataset
+from shipml.data.dataset import Dataset
+from shipml.errors import ExportError
+from shipml.evaluate import classification_metrics, regression_metrics
+from shipml.run import Run
+from shipml.runtime import FORMAT, Package, atomic_dir, write_manifest
+from shipml.tasks.base import ClassificationTask, Task, decide
+from shipml.training import predict_outputs
+
+__all__ = ["ExportContext", "Parity", "build_package", "load_context", "reference_outputs", "sha256_of_package"]
+
+FP32_TOLERANCE = 1e-4  # max |logit difference| between an fp32 export and its PyTorch model
+
+
+@dataclass
+class ExportContext:
+    """A finished run with its data loaded once: what every export and compression step reads."""
+
+    run: Run
+    task: Task
+    data: Dataset
+
+    @property
+    def test_idx(self) -> np.ndarray:
+        idx = self.data.indices("test")
+        return idx if len(idx) else self.data.indices("val")
+
+    def raw(self, idx: np.ndarray) -> Any:
+        """Rows as a user would hand them to the package: uint8 images, or a frame of feature columns."""
+        if self.data.kind == "images":
+            assert self.data.images is not None
+            return self.data.images[idx]
+        return self.data.frame.iloc[idx][list(self.data.features)].reset_index(drop=True)
+
+    def y(self, idx: np.ndarray) -> np.ndarray:
+        return self.data.y()[idx]
+
+
+@dataclass
+class Parity:
+    max_abs_diff: float
+    agreement: float | None  # share of test rows with the same decided label (classification)
+    n: int
+    tolerance: float | None
+    reference: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"max_abs_diff": self.max_abs_diff, "agreement": self.agreement, "n": self.n,
+                "tolerance": self.tolerance, "reference": self.reference}
+
+
+def load_context(run: Run | str | Path, *, reporter: Reporter | None = None) -> ExportContext:
+    """Open a finished run and load its data set (the test split is where parity is checked)."""
+    run = run if isinstance(run, Run) else Run(run)
+    reporter = reporter or Reporter(quiet=True)
+    _ = run.model  # raises "has no finished model; finish it with ..." for an unfinished run
+    task = run.task
+    data = load_dataset(run.config.data, seed=run.config.seed, task_kind=task.kind, kind=task.data_kind)
+    recorded = json.loads((run.path / "data.json").read_text()).get("fingerprint")
+    if recorded and data.fingerprint != recorded:
+        reporter.warn(f"the data at {run.config.data.path} changed since {run.id} was trained; parity and "
+                      "metrics are measured on the current data")
+    if not len(data.indices("test")) and not len(data.indices("val")):
+        raise ExportError(f"{run.id}: the data set has no test or validation rows to check the export on")
+    return ExportContext(run=run, task=task, data=data)
+
+
+def reference_outputs(model: torch.nn.Module, ctx: ExportContext, task: Task | None = None) -> np.ndarray:
+    """PyTorch float32 outputs (logits, or standardised values) on the test split."""
+    task = task or ctx.task
+    inputs = task.encode_dataset(ctx.data)
+    return predict_outputs(model.float().eval(), task, inputs, ctx.test_idx, batch_size=64).numpy()
+
+
+def example_batch(ctx: ExportContext, task: Task | None = None) -> dict[str, torch.Tensor]:
+    """Two test rows as model inputs: what the exporter traces."""
+    task = task or ctx.task
+    inputs = task.encode_dataset(ctx.data)
+    return task.make_batch(inputs, torch.as_tensor(ctx.test_idx[:2]), train=False, gen=torch.Generator())
+
+
+def _signature(ctx: ExportContext, task: Task, example: dict[str, torch.Tensor], output: str,
+               n_out: int, variant: dict[str, Any]) -> dict[str, Any]:
+    prep = json.loads(json.dumps(task.prep))  # a copy
+    inputs = []
+    for name, t in example.items():
+        shape: list[Any] = ["batch", *t.shape[1:]]
+        if name in ("input_ids", "attention_mask"):
+            shape = ["batch", "sequence"]
+        inputs.append({"name": name, "dtype": "int64" if not t.is_floating_point() else "float32", "shape": shape})
+    if task.data_kind == "text":
+        prep.pop("backbone", None)  # a path on the training machine; the package carries the tokenizer
+        prep["tokenizer"] = "tokenizer.json"
+        prep["email"] = ctx.run.config.data.email.model_dump(mode="json")
+    classification = isinstance(task, ClassificationTask)
+    transform = ({"kind": "softmax"} if classification
+                 else {"kind": "affine", "mean": prep["target"]["mean"], "std": prep["target"]["std"]})
+    return {
+        "format": FORMAT, "task": task.name, "kind": task.kind, "data_kind": task.data_kind,
+        "inputs": inputs, "outputs": [{"name": output, "dtype": "float32", "shape": ["batch", n_out]}],
+        "classes": task.classes, "output_transform": transform,
+        "decision": prep.pop("decision", None) if classification else None,
+        "preprocessing": prep, "variant": variant,
+    }
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    from shipml import __version__
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform(), "shipml": __version__,
+           "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+           "numpy": np.__version__, "pandas": pd.__version__}
+    try:
+        import transformers
+
+        out["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def sha256_of_package(folder: Path) -> str:
+    """A package's identity: the sha256 of its MANIFEST.json (which holds the sha256 of every file)."""
+    import hashlib
+
+    return hashlib.sha256((folder / "MANIFEST.json").read_bytes()).hexdigest()
+
+
+def _score(ctx: ExportContext, task: Task, outputs: np.ndarray, decision: dict[str, Any] | None) -> dict[str, Any]:
+    y = ctx.y(ctx.test_idx)
+    ev, seed = ctx.run.config.evaluate, ctx.run.config.seed
+    if isinstance(task, ClassificationTask):
+        z = outputs - outputs.max(axis=1, keepdims=True)
+        proba = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        assert task.classes is not None
+        return classification_metrics(y, proba, task.classes, labels=decide(proba, decision),
+                                      n_bootstrap=ev.bootstrap, confidence=ev.confidence, seed=seed)
+    t = task.prep["target"]
+    return regression_metrics(y, outputs.reshape(-1) * t["std"] + t["mean"], n_bootstrap=ev.bootstrap,
+                              confidence=ev.confidence, seed=seed)
+
+
+def _parity(task: Task, ours: np.ndarray, ref: np.ndarray, decision: dict[str, Any] | None, tolerance: float | None,
+            reference: str) -> Parity:
+    diff = float(np.abs(ours.astype(np.float64) - ref.astype(np.float64)).max()) if len(ref) else 0.0
+    agreement = None
+    if isinstance(task, ClassificationTask) and len(ref):
+        def labels(z: np.ndarray) -> np.ndarray:
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            return decide(e / e.sum(axis=1, keepdims=True), decision)
+
+        agreement = float((labels(ours) == labels(ref)).mean())
+    return Parity(max_abs_diff=diff, agreement=agreement, n=len(ref), tolerance=tolerance, reference=reference)
+
+
+def build_package(ctx: ExportContext, dest: Path, onnx_file: Path, *, task: Task | None = None,
+                  example: dict[str, torch.Tensor], output: str, variant: dict[str, Any], reference: np.ndarray,
+                  reference_name: str, tolerance: float | None, parent: Path | None = None,
+                  extra_metrics: dict[str, Any] | None = None) -> Package:
+    """Assemble, check and atomically write a package at `dest`; returns it opened.
+
+    `reference` holds the outputs the package must reproduce on the test split (within `tolerance`, when
+    one is given: fp32 exports); a package that fails is never written and the error gives the figures."""
+    task = task or ctx.task
+    import onnx
+
+    try:
+        graph_inputs = {i.name for i in onnx.load(str(onnx_file), load_external_data=False).graph.input}
+    except Exception as err:  # protobuf's DecodeError and friends: the file is not an ONNX model
+        raise ExportError(f"{onnx_file.name} for {dest.name} is not a readable ONNX model ({err}); nothing was "
+                          "written") from None
+    example = {k: v for k, v in example.items() if k in graph_inputs}  # e.g. `cat` without categorical columns
+    n_out = int(reference.shape[1]) if reference.ndim == 2 else 1
+    signature = _signature(ctx, task, example, output, n_out, variant)
+    cfg = ctx.run.config
+    provenance = {
+        "run": ctx.run.id, "run_path": str(ctx.run.path.resolve()), "data_fingerprint": ctx.data.fingerprint,
+        "seed": cfg.seed, "config": yaml.safe_load((ctx.run.path / "config.yaml").read_text()),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": _versions(),
+        "parent": None if parent is None else {"path": str(parent), "sha256": sha256_of_package(parent)},
+    }
+    with atomic_dir(dest) as tmp:
+        shutil.copyfile(onnx_file, tmp / "model.onnx")
+        files = task.files()
+        if "tokenizer.json" in files:
+            (tmp / "assets").mkdir()
+            (tmp / "assets" / "tokenizer.json").write_bytes(files["tokenizer.json"])
+        (tmp / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
+        (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        (tmp / "metrics.json").write_text("{}\n")
+        write_manifest(tmp)
+        pkg = Package.open(tmp)  # loads model.onnx in onnxruntime: an unloadable export fails here
+        ours = pkg.outputs(pkg.prepare(ctx.raw(ctx.test_idx)))
+        ours = ours.reshape(reference.shape)
+        parity = _parity(task, ours, reference, signature["decision"], tolerance, reference_name)
+        if tolerance is not None and not parity.max_abs_diff <= tolerance:
+            raise ExportError(
+                f"parity check failed for {dest.name}: max |output difference| {parity.max_abs_diff:.3g} > "
+                f"{tolerance:g} against {reference_name} on {parity.n} test rows (prediction agreement "
+                f"{parity.agreement}); nothing was written. Report this with the run's config."
+            )
+        metrics = {"test": _score(ctx, task, ours, signature["decision"]), "parity": parity.as_dict(),
+                   "run": _run_test_metrics(ctx.run)} | (extra_metrics or {})
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_manifest(tmp)
+        Package.open(tmp)  # the manifest verifies
+    return Package.open(dest)
+
+
+def _run_test_metrics(run: Run) -> dict[str, Any] | None:
+    try:
+        return run.metrics.get("test")
+    except Exception:  # a run without metrics.json: the package still records its own
+        return None

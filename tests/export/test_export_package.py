@@ -1,0 +1,152 @@
+"""Export: a finished run -> a checked package, for every task family; bad input leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import shipml
+from shipml.errors import ExportError, ShipmlError
+from shipml.export import export_run, load_context
+from shipml.runtime import Package
+
+RUNS = ["image_run", "table_run", "regression_run", "text_run"]
+
+
+@pytest.fixture(scope="module")
+def packages(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each run copied (the session's runs stay untouched) and exported once."""
+    out = {}
+    for name in RUNS:
+        run = request.getfixturevalue(name)
+        copy = tmp_path_factory.mktemp(name) / run.name
+        shutil.copytree(run, copy)
+        out[name] = export_run(copy, quiet=True)
+    return out
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_export_has_parity_with_pytorch_on_the_test_split(packages: dict[str, Path], name: str) -> None:
+    pkg = Package.open(packages[name])  # verifies every file's sha256
+    files = {p.relative_to(pkg.path).as_posix() for p in pkg.path.rglob("*") if p.is_file()}
+    expected = {"model.onnx", "signature.json", "metrics.json", "provenance.json", "MANIFEST.json"}
+    assert expected <= files and files - expected <= {"assets/tokenizer.json"}
+    parity = pkg.metrics["parity"]
+    assert parity["max_abs_diff"] <= 1e-4 and parity["tolerance"] == 1e-4
+    assert parity["n"] == pkg.metrics["test"]["n"] > 0
+    run_test = pkg.metrics["run"]
+    if pkg.kind == "classification":
+        assert parity["agreement"] == 1.0
+        assert pkg.metrics["test"]["accuracy"]["value"] == pytest.approx(run_test["accuracy"]["value"])
+    else:
+        assert pkg.metrics["test"]["r2"]["value"] == pytest.approx(run_test["r2"]["value"], abs=1e-6)
+    prov = pkg.provenance
+    run_dir = packages[name].parent
+    assert prov["run"] == run_dir.name and prov["seed"] == 0
+    assert prov["data_fingerprint"] == json.loads((run_dir / "data.json").read_text())["fingerprint"]
+    assert {"torch", "onnx", "onnxruntime", "shipml"} <= set(prov["versions"])
+    sig = pkg.signature
+    assert sig["variant"]["name"] == "fp32" and all(i["shape"][0] == "batch" for i in sig["inputs"])
+    for p in pkg.path.rglob("*"):  # nothing in a package is a pickle
+        assert not (p.is_file() and p.read_bytes()[:1] == b"\x80"), p
+
+
+def test_text_package_carries_tokenizer_decision_and_email_settings(packages: dict[str, Path]) -> None:
+    sig = Package.open(packages["text_run"]).signature
+    prep = sig["preprocessing"]
+    assert prep["tokenizer"] == "tokenizer.json" and "backbone" not in prep  # no path of the training machine
+    assert prep["email"]["headers"] == ["subject", "from"]
+    assert sig["decision"]["strategy"] == "max_f1" and sig["classes"][sig["decision"]["positive"]] == "spam"
+    assert [i["shape"] for i in sig["inputs"]] == [["batch", "sequence"], ["batch", "sequence"]]
+
+
+_FRESH = """
+import json, sys
+from shipml.runtime import Package
+pkg = Package.open(sys.argv[1])
+frame = pkg.predict(sys.argv[2])
+assert "torch" not in sys.modules, "the runtime imported torch"
+print(frame.to_json(orient="records"))
+"""
+
+
+@pytest.mark.parametrize("name", ["image_run", "table_run", "text_run"])
+def test_package_predicts_in_a_fresh_process_without_torch(packages: dict[str, Path], name: str, tmp_path: Path,
+                                                           email_dir: Path) -> None:
+    """The same predictions as the run's PyTorch model, from a process that never imports torch."""
+    run = shipml.Run(packages[name].parent)
+    ctx = load_context(run)
+    if name == "image_run":
+        inputs = ctx.data.source + "/3"  # a folder of PNG files
+    elif name == "text_run":
+        inputs = str(email_dir / "spam")  # raw emails, parsed with the package's email settings
+    else:
+        inputs = str(tmp_path / "rows.csv")
+        ctx.raw(ctx.test_idx).to_csv(inputs, index=False)
+    out = subprocess.run([sys.executable, "-c", _FRESH, str(packages[name]), inputs], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ours = pd.DataFrame(json.loads(out.stdout))
+    theirs = run.predict(inputs)
+    assert list(ours["prediction"]) == list(theirs["prediction"])
+    proba = [c for c in theirs.columns if c.startswith("proba:")]
+    np.testing.assert_allclose(ours[proba].to_numpy(), theirs[proba].to_numpy(), atol=1e-5)
+
+
+def test_unfinished_run_is_refused_and_nothing_is_written(image_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / image_run.name
+    shutil.copytree(image_run, copy)
+    (copy / "model" / "model.safetensors").unlink()
+    with pytest.raises(ShipmlError, match="no finished model"):
+        export_run(copy, quiet=True)
+    assert not (copy / "package").exists()
+
+
+def test_failed_parity_fails_the_export_with_figures(image_run: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import shipml.export as export_mod
+
+    copy = tmp_path / image_run.name
+    shutil.copytree(image_run, copy)
+    real = export_mod.reference_outputs
+    monkeypatch.setattr(export_mod, "reference_outputs", lambda model, ctx: real(model, ctx) + 0.01)
+    with pytest.raises(ExportError, match=r"parity check failed .* 0\.01 > 0\.0001"):
+        export_run(copy, quiet=True)
+    assert not (copy / "package").exists()
+    assert not [p for p in copy.iterdir() if p.name.startswith(".")  and p.name != ".lock"]  # no temp leftovers
+
+
+def test_an_export_onnxruntime_cannot_load_is_an_export_error(image_run: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import shipml.export as export_mod
+
+    copy = tmp_path / image_run.name
+    shutil.copytree(image_run, copy)
+
+    def broken(model, task, example, path):  # type: ignore[no-untyped-def]
+        path.write_bytes(b"not an onnx model")
+        return list(example), "logits"
+
+    monkeypatch.setattr(export_mod, "export_onnx", broken)
+    with pytest.raises(ExportError):
+        export_run(copy, quiet=True)
+    assert not (copy / "package").exists()
+
+
+def test_triton_repository(packages: dict[str, Path], tmp_path: Path) -> None:
+    folder = export_run(packages["text_run"].parent, tmp_path / "repo", fmt="triton", name="spam", quiet=True)
+    assert folder == tmp_path / "repo" / "spam"
+    assert (folder / "1" / "model.onnx").read_bytes() == (packages["text_run"] / "model.onnx").read_bytes()
+    config = (folder / "config.pbtxt").read_text()
+    assert 'name: "spam"' in config and 'platform: "onnxruntime_onnx"' in config
+    assert 'name: "input_ids"' in config and "data_type: TYPE_INT64" in config and "dims: [ -1 ]" in config
+    assert 'name: "logits"' in config and "dims: [ 2 ]" in config and "max_batch_size: 64" in config
+    with pytest.raises(ExportError, match="format"):
+        export_run(packages["text_run"].parent, fmt="tensorrt", quiet=True)
