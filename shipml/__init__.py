@@ -4,6 +4,9 @@
     run = shipml.train("shipml.yaml")       # -> Run (runs/<id>/)
     run.metrics["test"]["accuracy"]
     run.predict(frame_or_images)
+    shipml.export_run(run.path)             # -> runs/<id>/package/ (ONNX, checked for parity)
+    shipml.compress_run(run, methods="int8,distill+int8", target="accuracy_drop<=0.005")
+    shipml.Package.open("runs/<id>/package").predict(rows)   # onnxruntime only
 """
 
 __version__ = "0.1.0"
@@ -20,7 +23,8 @@ from shipml.errors import (
 )
 
 # torch-backed names load on first use, so `import shipml.runtime` (serving) never pulls in torch
-_LAZY = {"Run": "shipml.run", "train": "shipml.run", "list_tasks": "shipml.tasks"}
+_LAZY = {"Run": "shipml.run", "train": "shipml.run", "list_tasks": "shipml.tasks", "export_run": "shipml.export",
+         "compress_run": "shipml.compress", "Package": "shipml.runtime"}
 
 
 def __getattr__(name: str) -> object:
@@ -39,12 +43,15 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ExportError",
+    "Package",
     "RegistryError",
     "Run",
     "ServeError",
     "ShipmlError",
     "TrainError",
     "__version__",
+    "compress_run",
+    "export_run",
     "list_tasks",
     "load_config",
     "train",

@@ -12,7 +12,7 @@ from shipml.errors import ShipmlError
 
 app = typer.Typer(
     name="shipml",
-    help="From a labeled dataset to a trained, evaluated, reported model.",
+    help="From a labeled dataset to a trained, evaluated, compressed, exported model.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -78,19 +78,67 @@ def evaluate(run: RunDir, quiet: Quiet = False) -> None:
 
 @app.command()
 def predict(
-    run: RunDir,
-    inputs: Annotated[str, typer.Argument(help="Table file (tabular tasks), or image file/folder (image tasks).")],
+    source: Annotated[Path, typer.Argument(help="A run directory, or a package (runs/<id>/package, "
+                                           "runs/<id>/variants/<name>).")],
+    inputs: Annotated[str, typer.Argument(help="Table file (tabular and text tasks), image file/folder (image "
+                                          "tasks), email file/folder (text tasks).")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write CSV here (default: stdout).")] = None,
 ) -> None:
-    """Predict with a run's model: one row per input, with the label and class probabilities."""
-    from shipml.run import Run
+    """Predict: one row per input, with the label and class probabilities. A package runs through
+    onnxruntime alone (torch is not imported); a run directory uses its PyTorch model."""
+    if (source / "signature.json").is_file():
+        from shipml.runtime import Package
 
-    frame = Run(run).predict(inputs)
+        pkg = Package.open(source)
+        frame = pkg.predict(inputs)
+    else:
+        from shipml.run import Run
+
+        frame = Run(source).predict(inputs)
     if output is None:
         frame.to_csv(sys.stdout, index=False)
     else:
         frame.to_csv(output, index=False)
         typer.echo(str(output))
+
+
+@app.command()
+def export(
+    run: RunDir,
+    out: Annotated[Path | None, typer.Option("--out", help="Where to write (default: RUN/package, or RUN/triton "
+                                             "for --format triton).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="onnx: a shipml package; triton: also a Triton model "
+                                     "repository (<name>/config.pbtxt + <name>/1/model.onnx).")] = "onnx",
+    name: Annotated[str | None, typer.Option(help="Triton model name (default: the run's name).")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Export a finished run as a package (ONNX + signature + assets), checked for parity on the test split."""
+    from shipml.export import export_run
+
+    typer.echo(str(export_run(run, out, fmt=fmt, name=name, quiet=quiet)))
+
+
+@app.command()
+def compress(
+    run: RunDir,
+    methods: Annotated[str | None, typer.Option(help="Comma-separated variants: int8, fp16, prune, distill, or "
+                                                "chains like distill+int8 (default: compress.methods).")] = None,
+    target: Annotated[str | None, typer.Option(help='Pick the fastest variant meeting constraints, e.g. '
+                                               '"p99_ms<=15, accuracy_drop<=0.005".')] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: --set compress.prune.ratio=0.5."
+                                                   )] = None,
+    fresh: Annotated[bool, typer.Option(help="Rebuild variants that are already on disk.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Make compressed variants of a run's model, measure them all (the frontier) and optionally pick one."""
+    from shipml.compress import compress_run
+
+    result = compress_run(run, methods=methods, target=target, overrides=set_ or [], fresh=fresh, quiet=quiet)
+    typer.echo(str(result.path))
+    if result.selected is not None:
+        typer.echo(result.selected["path"])
+    elif target is not None:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -18,13 +18,17 @@ from shipml.errors import ConfigError
 __all__ = [
     "AugmentConfig",
     "CNNConfig",
+    "CompressConfig",
     "Config",
     "DataConfig",
+    "DistillConfig",
     "EarlyStoppingConfig",
     "EmailConfig",
     "EvaluateConfig",
     "MLPConfig",
     "ModelConfig",
+    "PruneConfig",
+    "QuantizeConfig",
     "SplitConfig",
     "TaskConfig",
     "ThresholdConfig",
@@ -280,6 +284,54 @@ class EvaluateConfig(_Section):
     misclassified: int = Field(24, ge=0, description="How many wrong test predictions the report shows.")
 
 
+class PruneConfig(_Section):
+    """Structured pruning: whole attention heads and FFN neurons (transformers), channels (CNNs) or hidden
+    units (MLPs) are removed by importance, then the smaller model is fine-tuned briefly to recover."""
+
+    ratio: float = Field(0.3, gt=0, lt=1, description="Share of heads / neurons / channels / units to remove, "
+                         "per layer (0 < ratio < 1).")
+    importance_batches: int = Field(16, ge=1, description="Training batches used to score importance "
+                                    "(first-order Taylor: |weight x gradient| summed per head/neuron/channel).")
+    recovery_epochs: int = Field(1, ge=0, description="Fine-tuning epochs after pruning (0: none).")
+    lr_scale: float = Field(0.5, gt=0, description="Recovery learning rate as a fraction of train.lr.")
+
+
+class DistillConfig(_Section):
+    """Knowledge distillation: a smaller student learns the trained model's soft labels and the true labels."""
+
+    layers: int | None = Field(None, ge=1, description="Transformer student depth; default: half the teacher's, "
+                               "initialised from alternate teacher layers.")
+    width: float = Field(0.5, gt=0, le=1, description="CNN / MLP student width as a fraction of the teacher's.")
+    temperature: float = Field(2.0, gt=0, description="Softmax temperature of the soft labels.")
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the soft-label loss (1 - alpha: true labels).")
+    epochs: int | None = Field(None, ge=1, description="Student training epochs; default: train.epochs.")
+    lr_scale: float = Field(1.0, gt=0, description="Student learning rate as a multiple of train.lr.")
+
+
+class QuantizeConfig(_Section):
+    """int8 quantization with onnxruntime: dynamic for transformers, static (calibrated) for CNNs and MLPs."""
+
+    calibration_rows: int = Field(256, ge=1, description="Training rows used to calibrate static int8.")
+    per_channel: bool = Field(True, description="One scale per output channel of each weight (more accurate).")
+
+
+class CompressConfig(_Section):
+    """`shipml compress`: which variants to make and how the frontier is measured."""
+
+    methods: list[str] = Field(
+        default_factory=lambda: ["int8", "prune", "distill", "distill+int8"],
+        description="Variants to build: int8, fp16, prune, distill, or a chain such as distill+int8 "
+        "(a pruning or distillation step first, then quantization).",
+    )
+    target: str | None = Field(None, description='Constraints for picking a variant, e.g. "p99_ms<=15, '
+                               'accuracy_drop<=0.005" (see docs/compress.md).')
+    prune: PruneConfig = Field(default_factory=PruneConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    latency_requests: int = Field(200, ge=10, description="Batch-1 requests timed per variant for p50/p99.")
+    batch_size: int = Field(32, ge=1, description="Batch size of the throughput figure.")
+
+
 class Config(_Section):
     """A whole shipml.yaml."""
 
@@ -291,6 +343,7 @@ class Config(_Section):
     model: ModelConfig | None = Field(None, description="Model architecture; null = the task's default.")
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    compress: CompressConfig = Field(default_factory=CompressConfig)
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -1,7 +1,8 @@
 """`shipml quickstart`: the whole main job on an embedded data set, with no network and no ../shared.
 
 scikit-learn's bundled 8x8 digits are written out as an ordinary image folder (`<class>/<i>.png`),
-so the quick start exercises exactly the path a user's own images take.
+so the quick start exercises exactly the path a user's own images take: train, evaluate, report, then
+export the model as a package and compress it (int8, pruning, distillation), printing the frontier.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import numpy as np
 from PIL import Image
 
 from shipml._console import Reporter
+from shipml.compress import compress_run
 from shipml.run import Run, train
 
-__all__ = ["QUICKSTART_CONFIG", "run_quickstart", "write_digits"]
+__all__ = ["QUICKSTART_CONFIG", "QUICKSTART_METHODS", "run_quickstart", "write_digits"]
 
 # Measured with bench/quickstart.py (see docs/quickstart numbers in README): tuned for 8x8 digits.
+QUICKSTART_METHODS = "int8,prune,distill,distill+int8"
 QUICKSTART_CONFIG: dict[str, Any] = {
     "name": "digits",
     "seed": 0,
@@ -51,11 +54,14 @@ def write_digits(folder: Path) -> Path:
     return folder
 
 
-def run_quickstart(workdir: Path, *, quiet: bool = False) -> Run:
+def run_quickstart(workdir: Path, *, quiet: bool = False, compress: bool = True) -> Run:
     reporter = Reporter(quiet=quiet)
     data = write_digits(workdir / "data" / "digits")
     cfg = {**QUICKSTART_CONFIG, "output_dir": str(workdir / "runs"), "data": {"path": str(data)}}
     run = train(cfg, quiet=quiet)
+    if compress:  # export (fp32 package, parity-checked), then int8 / prune / distill variants and the frontier
+        compress_run(run, methods=QUICKSTART_METHODS, quiet=quiet)
+        run.report()  # now with the frontier
     m = run.metrics
     acc = m["test"]["accuracy"]
     lines = [
@@ -72,8 +78,14 @@ def run_quickstart(workdir: Path, *, quiet: bool = False) -> Run:
         f"  report       {run.path / 'report.html'}",
         f"  metrics      {run.path / 'metrics.json'}",
         f"  model        {run.path / 'model'}",
+    ]
+    if compress:
+        lines += [f"  package      {run.path / 'package'}   (ONNX; variants in {run.path / 'variants'})",
+                  f"  frontier     {run.path / 'frontier.json'}"]
+    lines += [
         "next:",
-        f"  shipml predict {run.path} {data / '3'}",
+        f"  shipml predict {run.path / 'package'} {data / '3'}",
+        f"  shipml compress {run.path} --target \"p99_ms<=1, accuracy_drop<=0.01\"",
         "  shipml init --data your/data > shipml.yaml && shipml train shipml.yaml",
     ]
     for line in lines:

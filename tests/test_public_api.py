@@ -9,7 +9,7 @@ import shipml
 
 EXPECTED = {
     "Config", "ConfigError", "DataError", "ExportError", "RegistryError", "Run", "ServeError", "ShipmlError",
-    "TrainError", "__version__", "list_tasks", "load_config", "train",
+    "TrainError", "__version__", "list_tasks", "load_config", "train", "export_run", "compress_run", "Package",
 }
 
 

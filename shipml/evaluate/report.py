@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shipml.errors import ConfigError
-from shipml.evaluate import report_examples, report_provenance, report_sections
+from shipml.evaluate import report_examples, report_frontier, report_provenance, report_sections
 from shipml.evaluate.report_html import Section, esc
 from shipml.evaluate.rundir import RunFiles, dig, read_run
 
@@ -28,6 +28,7 @@ _SECTIONS: tuple[Callable[[RunFiles], Section], ...] = (
     report_sections.results,
     report_examples.examples,
     report_sections.learning_curves,
+    report_frontier.frontier,
     report_provenance.data,
     report_provenance.environment,
     report_provenance.config,

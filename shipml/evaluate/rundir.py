@@ -39,6 +39,7 @@ class RunFiles:
     records: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl
     metrics: dict[str, Any] | None = None  # metrics.json
     predictions: pd.DataFrame | None = None  # predictions.parquet (test split)
+    frontier: dict[str, Any] | None = None  # frontier.json (`shipml compress`)
     problems: dict[str, str] = field(default_factory=dict)  # file name -> why it could not be read
 
     def evaluate_option(self, name: str, default: Any) -> Any:
@@ -111,4 +112,5 @@ def read_run(run_dir: Path) -> RunFiles:
     files.records = attempt("metrics.jsonl", _records) or []
     files.metrics = attempt("metrics.json", _json_object)
     files.predictions = attempt("predictions.parquet", pd.read_parquet)
+    files.frontier = attempt("frontier.json", _json_object)
     return files

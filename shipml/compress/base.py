@@ -1,0 +1,43 @@
+"""What a compressor is. Two kinds, so that they chain (`distill+int8`):
+
+- model compressors (`stage = "model"`: prune, distill) make a new, smaller PyTorch model from the run's
+  model; it is exported and checked for fp32 parity like any export;
+- graph compressors (`stage = "graph"`: int8, fp16) rewrite a package's ONNX graph; their parity figures
+  are against the package they started from, and their cost shows in the frontier's accuracy column.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from torch import nn
+
+from shipml._console import Reporter
+from shipml.config import CompressConfig
+from shipml.export import ExportContext
+from shipml.runtime import Package
+from shipml.tasks.base import Task
+
+__all__ = ["Compressor"]
+
+
+class Compressor(ABC):
+    name: ClassVar[str]
+    stage: ClassVar[Literal["model", "graph"]]
+
+    def __init__(self, cfg: CompressConfig | None = None) -> None:
+        self.cfg = cfg or CompressConfig()
+
+    def check(self, task: Task) -> None:  # noqa: B027 (optional: most compressors apply to every task)
+        """Raise ConfigError when this method cannot apply to `task`."""
+
+    def make_model(self, ctx: ExportContext, workdir: Path, reporter: Reporter) -> tuple[nn.Module, Task,
+                                                                                          dict[str, Any]]:
+        """(new model, the task it runs under, params on record); model compressors only."""
+        raise NotImplementedError
+
+    def make_graph(self, ctx: ExportContext, parent: Package, out: Path, reporter: Reporter) -> dict[str, Any]:
+        """Write the rewritten ONNX graph of `parent` to `out`; returns params on record. Graph compressors only."""
+        raise NotImplementedError

@@ -1,0 +1,192 @@
+"""`shipml compress`: build the variants a run asks for, measure them all, optionally pick one by target.
+
+Variant names are method chains: `int8`, `prune`, `distill`, `distill+int8` (a model step — prune or
+distill — first, then graph steps). Each variant is a full package in `runs/<id>/variants/<name>/`;
+a chain's intermediate steps are variants too. A variant already on disk is reused when it was built
+from the same parent package with the same recipe (so `--target` after `--methods` measures, it does
+not retrain); `fresh=True` rebuilds.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shipml._console import Reporter
+from shipml.compress._registry import get_compressor_class
+from shipml.compress.frontier import add_relative, frontier_row, print_frontier, save_frontier, write_inputs
+from shipml.compress.target import LOWER_IS_BETTER, SPEED, parse_target, pick
+from shipml.config import CompressConfig
+from shipml.errors import ConfigError, ExportError
+from shipml.evaluate import HEADLINE
+from shipml.export import ExportContext, build_package, export_onnx, export_run, load_context
+from shipml.export.package import FP32_TOLERANCE, example_batch, reference_outputs, sha256_of_package
+from shipml.run import Run
+from shipml.runtime import Package
+
+__all__ = ["CompressResult", "compress_run", "parse_methods"]
+
+
+@dataclass
+class CompressResult:
+    rows: list[dict[str, Any]]
+    headline: str
+    selected: dict[str, Any] | None
+    message: str | None
+    path: Path  # frontier.json
+
+
+def parse_methods(methods: list[str] | str) -> list[list[str]]:
+    """"int8,prune,distill+int8" -> [["int8"], ["prune"], ["distill", "int8"]], validated."""
+    items = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    if not items:
+        raise ConfigError("no compression methods given; e.g. --methods int8,prune,distill")
+    chains = []
+    for item in items:
+        steps = [s.strip() for s in item.split("+")]
+        stages = [get_compressor_class(s).stage for s in steps]  # unknown names raise, listing the valid ones
+        if "model" in stages[1:]:
+            raise ConfigError(f"method {item!r}: prune and distill make a new model, so they can only come first "
+                              "in a chain (e.g. distill+int8)")
+        chains.append(steps)
+    return chains
+
+
+def _recipe(cfg: CompressConfig, step: str, ctx: ExportContext) -> dict[str, Any]:
+    """What a step's result depends on, besides its parent: reuse only when this is unchanged."""
+    part = {"prune": cfg.prune, "distill": cfg.distill}.get(step, cfg.quantize)
+    out: dict[str, Any] = {"step": step, "config": part.model_dump(mode="json")}
+    if step in ("prune", "distill"):
+        out["train"] = ctx.run.config.train.model_dump(mode="json")
+    return out
+
+
+def _reusable(dest: Path, parent: Path, recipe: dict[str, Any]) -> Package | None:
+    try:
+        pkg = Package.open(dest)
+    except ExportError:
+        return None
+    prov = pkg.provenance.get("parent") or {}
+    same_parent = prov.get("sha256") == sha256_of_package(parent)
+    return pkg if same_parent and pkg.signature["variant"].get("recipe") == recipe else None
+
+
+def _original(ctx: ExportContext, reporter: Reporter, fresh: bool) -> Package:
+    dest = ctx.run.path / "package"
+    if not fresh:
+        try:
+            pkg = Package.open(dest)
+            if pkg.provenance.get("data_fingerprint") == ctx.data.fingerprint:
+                return pkg
+        except ExportError:
+            pass
+    reporter.info("exporting the fp32 package first")
+    return Package.open(export_run(ctx.run, ctx=ctx, quiet=reporter.quiet))
+
+
+def _build_step(ctx: ExportContext, cfg: CompressConfig, name: str, step: str, parent: Package, root: Package,
+                reporter: Reporter, fresh: bool) -> Package:
+    dest = ctx.run.path / "variants" / name
+    recipe = _recipe(cfg, step, ctx)
+    if not fresh and (pkg := _reusable(dest, parent.path, recipe)) is not None:
+        reporter.info(f"{name}: reusing {dest}")
+        return pkg
+    comp = get_compressor_class(step)(cfg)
+    comp.check(ctx.task)
+    reporter.info(f"{name}: building")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{name}-work-", dir=dest.parent) as work:
+        onnx_file = Path(work) / "model.onnx"
+        if comp.stage == "model":
+            model, task, params = comp.make_model(ctx, Path(work) / "train", reporter)
+            example = example_batch(ctx, task)
+            _, output = export_onnx(model, task, example, onnx_file)
+            reference, ref_name, tol = reference_outputs(model, ctx, task), f"the {step} PyTorch model", FP32_TOLERANCE
+        else:
+            task, example = ctx.task, example_batch(ctx)
+            params = comp.make_graph(ctx, parent, onnx_file, reporter)
+            output = parent.signature["outputs"][0]["name"]
+            reference = parent.outputs(parent.prepare(ctx.raw(ctx.test_idx)))
+            ref_name, tol = f"the {parent.variant} package", None
+        variant = {"name": name, "method": name, "params": params, "recipe": recipe,
+                   "steps": [*parent.signature["variant"].get("steps", []), step]}
+        return build_package(ctx, dest, onnx_file, task=task, example=example, output=output, variant=variant,
+                             reference=reference, reference_name=ref_name, tolerance=tol, parent=parent.path)
+
+
+def compress_run(run: Run | str | Path, *, methods: list[str] | str | None = None, target: str | None = None,
+                 overrides: list[str] | None = None, fresh: bool = False, measure: bool = True,
+                 quiet: bool = False) -> CompressResult:
+    """Build the variants, measure every package of the run, write frontier.json, pick by `target`."""
+    reporter = Reporter(quiet=quiet)
+    run = run if isinstance(run, Run) else Run(run)
+    if overrides:
+        from shipml.config import parse_config
+
+        run.config = parse_config(run.config.model_dump(mode="json"), overrides=overrides)
+    cfg = run.config.compress
+    chains = parse_methods(methods if methods is not None else cfg.methods)
+    target = target if target is not None else cfg.target
+    headline = HEADLINE[run.task.kind]
+    if target is not None:  # a typo fails now, not after an hour of distillation
+        parse_target(target, _metric_names(run))
+    ctx = load_context(run, reporter=reporter)
+    root = _original(ctx, reporter, fresh)
+    packages: dict[str, Package] = {"fp32": root}
+    for chain in chains:
+        parent = root
+        for i in range(len(chain)):
+            name = "+".join(chain[: i + 1])
+            if name not in packages:
+                packages[name] = _build_step(ctx, cfg, name, chain[i], parent, root, reporter, fresh)
+            parent = packages[name]
+    if not measure:
+        return CompressResult([], headline, None, None, run.path / "frontier.json")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix=".frontier-", dir=run.path) as tmp:
+        inputs = write_inputs(ctx, Path(tmp))
+        for name, pkg in packages.items():
+            reporter.info(f"measuring {name}")
+            rows.append(frontier_row(pkg, inputs, headline, latency_n=cfg.latency_requests, batch_size=cfg.batch_size))
+    quality = {k for k in rows[0] if k in _quality_names(rows[0])}
+    add_relative(rows, quality, LOWER_IS_BETTER)
+    selected, message = None, None
+    if target is not None:
+        constraints = parse_target(target, SPEED | quality | {f"{q}_drop" for q in quality})
+        selected, message = pick(rows, constraints)
+    path = save_frontier(run.path, headline, rows, target, selected["name"] if selected else None, message)
+    if not quiet:
+        print_frontier(rows, headline, selected["name"] if selected else None)
+    if message and selected is not None:
+        reporter.info(f"selected {message}: {selected['path']}")
+    elif message:
+        reporter.warn(f"--target {target!r}: {message}")  # shown even with --quiet: the command exits 1
+    return CompressResult(rows, headline, selected, message, path)
+
+
+def _quality_names(row: dict[str, Any]) -> set[str]:
+    skip = SPEED | {"name", "method", "path", "ci_low", "ci_high", "batch_size", "latency_requests", "threads",
+                    "parity_max_abs_diff", "parity_agreement"}
+    return {k for k, v in row.items() if k not in skip and isinstance(v, float)}
+
+
+def _metric_names(run: Run) -> set[str]:
+    """Metric names a target may use, before anything is measured (from the run's metrics.json)."""
+    try:
+        test = run.metrics.get("test", {})
+    except Exception:
+        test = {}
+    quality = {k for k, v in test.items() if isinstance(v, dict) and "value" in v} or {HEADLINE[run.task.kind]}
+    return SPEED | quality | {f"{q}_drop" for q in quality}
+
+
+
+
+def load_frontier(run: Run | str | Path) -> dict[str, Any]:
+    path = (run.path if isinstance(run, Run) else Path(run)) / "frontier.json"
+    if not path.is_file():
+        raise ExportError(f"{path.parent} has no frontier.json yet; run `shipml compress {path.parent}`")
+    return json.loads(path.read_text())

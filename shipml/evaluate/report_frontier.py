@@ -1,0 +1,49 @@
+"""The report's compression section: frontier.json (written by `shipml compress`) as a table and a plot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipml.evaluate.plots import scatter_frontier
+from shipml.evaluate.report_html import Raw, Section, esc, facts, figure, not_available, table
+from shipml.evaluate.rundir import RunFiles
+
+__all__ = ["frontier"]
+
+
+def _ci(r: dict[str, Any]) -> str:
+    return "" if r.get("ci_low") is None else f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+
+
+def frontier(files: RunFiles) -> Section:
+    """Every package of the run (fp32 export and compressed variants): quality, latency, size, memory."""
+    title = "Compression frontier"
+    doc = files.frontier
+    if not doc or not doc.get("rows"):
+        why = files.problems.get("frontier.json") or "not compressed yet: `shipml compress <run>` measures variants"
+        return Section("frontier", title, not_available(why))
+    rows, head = doc["rows"], doc.get("headline", "accuracy")
+    headers = ["variant", f"test {head}", "95% CI", "drop", "p50 ms (batch 1)", "p99 ms", "rows/s "
+               f"(batch {rows[0].get('batch_size', '?')})", "throughput x fp32", "package MB", "peak MB", "parity"]
+    body_rows = []
+    for r in rows:
+        name = f"{r['name']} (selected)" if r["name"] == doc.get("selected") else r["name"]
+        parity = r.get("parity_agreement")
+        body_rows.append([name, r.get(head), _ci(r), r.get(f"{head}_drop"), r["p50_ms"], r["p99_ms"],
+                          r["rows_per_s"], r.get("speedup_throughput"), r["package_mb"], r["peak_mb"],
+                          "" if parity is None else f"{parity:.4f} agree"])
+    body = [table(headers, body_rows)]
+    points = [{"name": r["name"], "latency_ms": r["p50_ms"], "quality": r[head]}
+              for r in rows if r.get(head) is not None]
+    if len(points) >= 2:
+        svg = scatter_frontier(points, x="latency_ms", y="quality", title=f"test {head} vs p50 latency")
+        body.append(figure(svg, "each point is one package; the line joins the variants no other beats on both axes"))
+    measured = doc.get("measured", {})
+    notes = [("measured", f"{measured.get('at', '?')} on {measured.get('cpu', '?')}, {measured.get('cores', '?')} "
+                          "cores, one fresh process per package")]
+    if doc.get("target"):
+        notes.append(("target", f"{doc['target']} -> {doc.get('message') or ''}"))
+    body.append(facts(notes))
+    body.insert(0, Raw(f"<p>{esc('Latency: end-to-end batch-1 requests (preprocessing included); throughput: ')}"
+                       f"{esc('batches of test rows; quality: each package run on the test split.')}</p>"))
+    return Section("frontier", title, Raw("\n".join(body)))
