@@ -196,7 +196,9 @@ def tasks() -> None:
 def main() -> None:
     """Entry point: user errors print one clear message (no traceback) and exit 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n in this mode
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ShipmlError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         sys.exit(2)

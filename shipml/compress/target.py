@@ -76,7 +76,7 @@ def pick(rows: list[dict[str, Any]], constraints: list[Constraint]) -> tuple[dic
         if have and not any(c.ok(r[c.metric]) for r in have):
             closest = min(have, key=lambda r: c.miss(r[c.metric]))
             lines.append(f"nothing met {c}: the closest is {closest['name']} with {closest[c.metric]:.4g} "
-                         f"({c.miss(closest[c.metric]):.4g} short)")
+                         f"(off by {c.miss(closest[c.metric]):.4g})")
     if not lines:  # each constraint is met by some variant, but no variant meets all of them
         def shortfall(r: dict[str, Any]) -> float:
             return sum(c.miss(r[c.metric]) / max(abs(c.value), 1e-9)

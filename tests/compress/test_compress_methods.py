@@ -185,7 +185,7 @@ def test_target_parsing_and_picking() -> None:
     best, msg = pick(rows, cs)
     assert best is not None and best["name"] == "int8", msg
     best, msg = pick(rows, parse_target("p99_ms<=4", names))
-    assert best is None and "nothing met p99_ms<=4" in msg and "tiny" in msg and "1 short" in msg
+    assert best is None and "nothing met p99_ms<=4" in msg and "tiny" in msg and "off by 1" in msg
     best, msg = pick(rows, parse_target("p99_ms<=6, accuracy_drop<=0.001", names))
     assert best is None and "no variant meets all constraints together" in msg
 

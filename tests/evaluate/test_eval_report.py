@@ -24,7 +24,7 @@ from shipml.evaluate.rundir import read_run
 
 EVIL = "<script>alert(1)</script>"
 CLASSES = sorted(["zero", "one", "two", EVIL])
-SECTIONS = ["overview", "comparison", "results", "mistakes", "curves", "data", "environment", "config"]
+SECTIONS = ["overview", "comparison", "results", "mistakes", "curves", "frontier", "data", "environment", "config"]
 
 
 class Page(HTMLParser):
@@ -194,6 +194,7 @@ def test_sections_and_table_of_contents(image_run: Path, image_page: tuple[str, 
     assert page.sections == SECTIONS
     assert [f"#{s}" for s in SECTIONS] == [link for link in page.links if link.startswith("#")]
     assert not [p for p in image_run.iterdir() if p.name.endswith(".tmp")]  # the atomic write left nothing behind
+    assert "not compressed yet" in html  # the frontier section says how to get one
     assert html.startswith("<!DOCTYPE html>")
 
 
