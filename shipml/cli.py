@@ -27,7 +27,8 @@ def quickstart(
     workdir: Annotated[Path, typer.Option(help="Where the data, runs and report go.")] = Path("shipml-quickstart"),
     quiet: Quiet = False,
 ) -> None:
-    """Train, evaluate and report a digit classifier on scikit-learn's bundled digits (no network)."""
+    """Train, evaluate, report, export and compress a digit classifier on scikit-learn's bundled digits (no
+    network); prints the frontier of the compressed variants."""
     from shipml.quickstart import run_quickstart
 
     run_quickstart(workdir, quiet=quiet)
@@ -98,7 +99,11 @@ def predict(
     if output is None:
         frame.to_csv(sys.stdout, index=False)
     else:
-        frame.to_csv(output, index=False)
+        if not output.parent.is_dir():
+            raise ShipmlError(f"--output {output}: the folder {output.parent} does not exist")
+        tmp = output.with_name(f".{output.name}.tmp")
+        frame.to_csv(tmp, index=False)
+        tmp.replace(output)  # atomic: a reader never sees half a file
         typer.echo(str(output))
 
 
@@ -137,7 +142,7 @@ def compress(
     typer.echo(str(result.path))
     if result.selected is not None:
         typer.echo(result.selected["path"])
-    elif target is not None:
+    elif result.message is not None:  # a target (from --target or compress.target) that nothing met
         raise typer.Exit(1)
 
 

@@ -291,7 +291,8 @@ class PruneConfig(_Section):
     ratio: float = Field(0.3, gt=0, lt=1, description="Share of heads / neurons / channels / units to remove, "
                          "per layer (0 < ratio < 1).")
     importance_batches: int = Field(16, ge=1, description="Training batches used to score importance "
-                                    "(first-order Taylor: |weight x gradient| summed per head/neuron/channel).")
+                                    "(first-order Taylor: (sum of weight x gradient over a head/neuron/channel)^2, "
+                                    "averaged over the batches).")
     recovery_epochs: int = Field(1, ge=0, description="Fine-tuning epochs after pruning (0: none).")
     lr_scale: float = Field(0.5, gt=0, description="Recovery learning rate as a fraction of train.lr.")
 

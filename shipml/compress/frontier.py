@@ -55,9 +55,10 @@ def frontier_row(pkg: Package, inputs: Path, headline: str, *, latency_n: int, b
                  threads: int | None = None) -> dict[str, Any]:
     """One package measured: quality metrics, p50/p99/mean latency at batch 1, rows/s at `batch_size`, sizes,
     peak memory of the serving process."""
-    m = measure_in_subprocess(pkg.path, inputs, latency_n=latency_n, batch_size=batch_size, threads=threads)
+    m = measure_in_subprocess(pkg.path, inputs, latency_n=latency_n, batch_size=batch_size, threads=threads,
+                              timeout=1800)  # a hung measurement must not hang `shipml compress`
     variant = pkg.signature["variant"]
-    row = {"name": variant["name"], "method": variant.get("method"), "path": str(pkg.path)}
+    row = {"name": variant["name"], "method": variant.get("method"), "path": str(pkg.path.resolve())}
     row |= _quality(pkg, headline)
     row |= {"p50_ms": m["p50_ms"], "p99_ms": m["p99_ms"], "mean_ms": m["mean_ms"], "rows_per_s": m["rows_per_s"],
             "model_mb": m["model_bytes"] / _MB, "package_mb": m["package_bytes"] / _MB, "peak_mb": m["peak_rss_mb"],

@@ -23,7 +23,7 @@ from shipml.config import CompressConfig
 from shipml.errors import ConfigError, ExportError
 from shipml.evaluate import HEADLINE
 from shipml.export import ExportContext, build_package, export_onnx, export_run, load_context
-from shipml.export.package import FP32_TOLERANCE, example_batch, reference_outputs, sha256_of_package
+from shipml.export.package import FP32_TOLERANCE, example_batch, model_sha256, reference_outputs
 from shipml.run import Run
 from shipml.runtime import Package
 
@@ -70,7 +70,7 @@ def _reusable(dest: Path, parent: Path, recipe: dict[str, Any]) -> Package | Non
     except ExportError:
         return None
     prov = pkg.provenance.get("parent") or {}
-    same_parent = prov.get("sha256") == sha256_of_package(parent)
+    same_parent = prov.get("model_sha256") == model_sha256(parent)
     return pkg if same_parent and pkg.signature["variant"].get("recipe") == recipe else None
 
 
@@ -128,7 +128,9 @@ def compress_run(run: Run | str | Path, *, methods: list[str] | str | None = Non
 
         run.config = parse_config(run.config.model_dump(mode="json"), overrides=overrides)
     cfg = run.config.compress
-    chains = parse_methods(methods if methods is not None else cfg.methods)
+    if methods is None:  # `--target` alone: the variants already built, else the configured methods
+        methods = _built(run) or cfg.methods
+    chains = parse_methods(methods)
     target = target if target is not None else cfg.target
     headline = HEADLINE[run.task.kind]
     if target is not None:  # a typo fails now, not after an hour of distillation
@@ -165,6 +167,13 @@ def compress_run(run: Run | str | Path, *, methods: list[str] | str | None = Non
     elif message:
         reporter.warn(f"--target {target!r}: {message}")  # shown even with --quiet: the command exits 1
     return CompressResult(rows, headline, selected, message, path)
+
+
+def _built(run: Run) -> list[str]:
+    """Variant names with a package on disk, chains after their first step (so parents come first)."""
+    folder = run.path / "variants"
+    names = [p.name for p in folder.iterdir() if (p / "signature.json").is_file()] if folder.is_dir() else []
+    return sorted(names, key=lambda n: (n.count("+"), n))
 
 
 def _quality_names(row: dict[str, Any]) -> set[str]:

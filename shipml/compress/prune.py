@@ -121,6 +121,9 @@ def taylor_scores(model: nn.Module, task: Task, ctx: ExportContext, groups: list
     order = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
     scores = [np.zeros(g.n) for g in groups]
     model.eval()  # no dropout: the score is about the weights, not a random mask
+    frozen = [p for p in model.parameters() if not p.requires_grad]  # model.freeze_layers: scored all the same
+    for p in frozen:
+        p.requires_grad_(True)
     done = 0
     for b in range(min(batches, max(1, len(order) // batch_size))):
         idx = torch.as_tensor(order[b * batch_size : (b + 1) * batch_size])
@@ -135,6 +138,8 @@ def taylor_scores(model: nn.Module, task: Task, ctx: ExportContext, groups: list
             scores[k] += (s**2).numpy()
         done += 1
     model.zero_grad(set_to_none=True)
+    for p in frozen:
+        p.requires_grad_(False)
     return [s / max(done, 1) for s in scores]
 
 
@@ -142,10 +147,12 @@ def _keep_count(n: int, ratio: float, align: int = 8) -> int:
     """Units to keep. Channel and neuron counts are rounded to a multiple of 8 (for n >= 16): SIMD kernels
     run odd widths far slower (measured: a CNN pruned from 32/64 to 22/45 channels ran 4x *slower* in
     onnxruntime than the unpruned one; at 24/48 it runs faster)."""
-    k = n - round(ratio * n)
+    k = max(1, n - round(ratio * n))
     if align > 1 and n >= 2 * align:
-        k = round(k / align) * align
-    return min(n, max(1, k))
+        aligned = round(k / align) * align
+        if 0 < aligned < n:  # rounding must not undo the pruning (or remove everything)
+            k = aligned
+    return k
 
 
 def _apply(group: Group, keep: torch.Tensor) -> None:
@@ -170,12 +177,18 @@ def prune_model(model: nn.Module, groups: list[Group], scores: list[np.ndarray],
     """Remove the least important `ratio` of each group's units, in place; returns {group: [kept, of]}."""
     if not 0 < ratio < 1:
         raise ConfigError(f"compress.prune.ratio: {ratio} must be between 0 and 1 (exclusive), e.g. 0.3")
+    if not groups:
+        raise ConfigError("this model has nothing structured pruning can remove (no hidden layers, channels or "
+                          "heads); use int8 or distill instead")
     kept = {}
     for g, s in zip(groups, scores, strict=True):
         k = _keep_count(g.n, ratio, align=1 if g.name.endswith(".heads") else 8)
         keep = torch.as_tensor(np.sort(np.argsort(-s, kind="stable")[:k]))
         _apply(g, keep)
         kept[g.name] = [k, g.n]
+    if all(k == n for k, n in kept.values()):
+        raise ConfigError(f"compress.prune.ratio: {ratio} removes no unit from any layer (the widest has "
+                          f"{max(n for _, n in kept.values())}); raise it")
     for mod in model.modules():  # attention modules read their head count from these
         if hasattr(mod, "attention_head_size") and hasattr(mod, "query"):
             mod.num_attention_heads = mod.query.out_features // mod.attention_head_size

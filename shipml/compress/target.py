@@ -40,7 +40,8 @@ class Constraint:
         return x is not None and _OPS[self.op](x, self.value)
 
     def miss(self, x: float) -> float:
-        """How far `x` is from meeting this constraint (0 when it does)."""
+        """How far `x` is from meeting this constraint (0 when it does; for a strict bound met with equality,
+        the distance is 0 too but `ok` is False)."""
         return 0.0 if self.ok(x) else abs(x - self.value)
 
 
@@ -63,6 +64,10 @@ def parse_target(text: str, names: set[str]) -> list[Constraint]:
     return out
 
 
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
 def pick(rows: list[dict[str, Any]], constraints: list[Constraint]) -> tuple[dict[str, Any] | None, str]:
     """The fastest row (lowest p50_ms, then highest rows_per_s) meeting every constraint, and a sentence;
     when none does, (None, which constraint nothing met and by how much)."""
@@ -75,15 +80,18 @@ def pick(rows: list[dict[str, Any]], constraints: list[Constraint]) -> tuple[dic
         have = [r for r in rows if r.get(c.metric) is not None]
         if have and not any(c.ok(r[c.metric]) for r in have):
             closest = min(have, key=lambda r: c.miss(r[c.metric]))
+            off = c.miss(closest[c.metric])
             lines.append(f"nothing met {c}: the closest is {closest['name']} with {closest[c.metric]:.4g} "
-                         f"(off by {c.miss(closest[c.metric]):.4g})")
+                         + (f"(off by {off:.4g})" if off else "(exactly at the strict bound)"))
+        elif not have:
+            lines.append(f"no package has a value for {c.metric}")
     if not lines:  # each constraint is met by some variant, but no variant meets all of them
         def shortfall(r: dict[str, Any]) -> float:
             return sum(c.miss(r[c.metric]) / max(abs(c.value), 1e-9)
                        for c in constraints if r.get(c.metric) is not None)
 
         closest = min(rows, key=shortfall)
-        missed = [f"{c} ({closest[c.metric]:.4g})" for c in constraints if not c.ok(closest.get(c.metric))]
+        missed = [f"{c} ({_fmt(closest.get(c.metric))})" for c in constraints if not c.ok(closest.get(c.metric))]
         lines.append(f"no variant meets all constraints together; the closest, {closest['name']}, misses "
                      + ", ".join(missed))
     return None, "; ".join(lines)

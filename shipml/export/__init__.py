@@ -23,10 +23,22 @@ from shipml.export.package import (
     load_context,
     reference_outputs,
 )
-from shipml.export.triton import write_triton_repository
+from shipml.export.triton import check_triton_name, write_triton_repository
 from shipml.run import Run
 
-__all__ = ["ExportContext", "build_package", "export_onnx", "export_run", "load_context", "write_triton_repository"]
+__all__ = ["ExportContext", "build_package", "check_destination", "export_onnx", "export_run", "load_context",
+           "write_triton_repository"]
+
+
+def check_destination(dest: Path, run_path: Path, what: str, marks: tuple[str, ...]) -> None:
+    """Writing replaces `dest` as a whole: refuse anything there that is not an earlier export of the same
+    kind (a user's folder, the run itself), so an export never deletes what it did not write."""
+    d, r = dest.resolve(), run_path.resolve()
+    if d == r or r.is_relative_to(d):
+        raise ExportError(f"--out {dest} would replace the run directory {run_path}; choose a new folder")
+    if dest.exists() and not (dest.is_dir() and all((dest / m).is_file() for m in marks)):
+        raise ExportError(f"{dest} exists and is not a shipml {what} (no {' / '.join(marks)}); writing there would "
+                          "delete it. Choose a new folder, or remove it yourself")
 
 FORMATS = ("onnx", "triton")
 
@@ -42,6 +54,11 @@ def export_run(run: Run | str | Path, out: str | Path | None = None, *, fmt: str
     ctx = ctx or load_context(run, reporter=reporter)
     run = ctx.run
     dest = Path(out) if out is not None and fmt == "onnx" else run.path / "package"
+    check_destination(dest, run.path, "package", ("signature.json", "MANIFEST.json"))
+    repo, name = (Path(out) if out is not None else run.path / "triton"), name or run.config.name
+    if fmt == "triton":  # checked before minutes of export work, not after
+        check_triton_name(name)
+        check_destination(repo / name, run.path, "Triton model", ("config.pbtxt",))
     model = run.model
     example = example_batch(ctx)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=run.path) as tmp:
@@ -56,8 +73,7 @@ def export_run(run: Run | str | Path, out: str | Path | None = None, *, fmt: str
     reporter.info(f"package [bold]{dest}[/bold]: parity max |diff| {p['max_abs_diff']:.2e} on {p['n']} test rows"
                   f"{agree}")
     if fmt == "triton":
-        repo = Path(out) if out is not None else run.path / "triton"
-        folder = write_triton_repository(dest, repo, name or run.config.name)
+        folder = write_triton_repository(dest, repo, name)
         reporter.info(f"Triton model repository [bold]{repo}[/bold] (model {folder.name})")
         return folder
     return dest

@@ -80,7 +80,10 @@ def load_context(run: Run | str | Path, *, reporter: Reporter | None = None) -> 
     _ = run.model  # raises "has no finished model; finish it with ..." for an unfinished run
     task = run.task
     data = load_dataset(run.config.data, seed=run.config.seed, task_kind=task.kind, kind=task.data_kind)
-    recorded = json.loads((run.path / "data.json").read_text()).get("fingerprint")
+    try:
+        recorded = json.loads((run.path / "data.json").read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        raise ExportError(f"{run.path}/data.json is missing or unreadable; the run directory is damaged") from None
     if recorded and data.fingerprint != recorded:
         reporter.warn(f"the data at {run.config.data.path} changed since {run.id} was trained; parity and "
                       "metrics are measured on the current data")
@@ -153,6 +156,12 @@ def sha256_of_package(folder: Path) -> str:
     return hashlib.sha256((folder / "MANIFEST.json").read_bytes()).hexdigest()
 
 
+def model_sha256(folder: Path) -> str:
+    """The sha256 of a package's model.onnx, from its manifest: what a variant built from it depends on
+    (provenance.json changes with every export, the network does not)."""
+    return json.loads((folder / "MANIFEST.json").read_text())["files"]["model.onnx"]["sha256"]
+
+
 def _score(ctx: ExportContext, task: Task, outputs: np.ndarray, decision: dict[str, Any] | None) -> dict[str, Any]:
     y = ctx.y(ctx.test_idx)
     ev, seed = ctx.run.config.evaluate, ctx.run.config.seed
@@ -204,7 +213,8 @@ def build_package(ctx: ExportContext, dest: Path, onnx_file: Path, *, task: Task
         "run": ctx.run.id, "run_path": str(ctx.run.path.resolve()), "data_fingerprint": ctx.data.fingerprint,
         "seed": cfg.seed, "config": yaml.safe_load((ctx.run.path / "config.yaml").read_text()),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": _versions(),
-        "parent": None if parent is None else {"path": str(parent), "sha256": sha256_of_package(parent)},
+        "parent": None if parent is None else {"path": str(parent.resolve()), "sha256": sha256_of_package(parent),
+                                               "model_sha256": model_sha256(parent)},
     }
     with atomic_dir(dest) as tmp:
         shutil.copyfile(onnx_file, tmp / "model.onnx")
@@ -219,6 +229,10 @@ def build_package(ctx: ExportContext, dest: Path, onnx_file: Path, *, task: Task
         pkg = Package.open(tmp)  # loads model.onnx in onnxruntime: an unloadable export fails here
         ours = pkg.outputs(pkg.prepare(ctx.raw(ctx.test_idx)))
         ours = ours.reshape(reference.shape)
+        bad = int((~np.isfinite(ours)).any(axis=-1).sum()) if ours.ndim > 1 else int((~np.isfinite(ours)).sum())
+        if bad:
+            raise ExportError(f"{dest.name} gives non-finite outputs on {bad} of {len(ours)} test rows (e.g. an fp16 "
+                              "overflow); nothing was written. Use another method for this model")
         parity = _parity(task, ours, reference, signature["decision"], tolerance, reference_name)
         if tolerance is not None and not parity.max_abs_diff <= tolerance:
             raise ExportError(

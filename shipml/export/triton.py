@@ -14,7 +14,7 @@ from pathlib import Path
 from shipml.errors import ExportError
 from shipml.runtime import Package, atomic_dir
 
-__all__ = ["MAX_BATCH", "triton_config", "write_triton_repository"]
+__all__ = ["MAX_BATCH", "check_triton_name", "triton_config", "write_triton_repository"]
 
 MAX_BATCH = 64
 _TYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64", "int32": "TYPE_INT32", "float16": "TYPE_FP16"}
@@ -45,10 +45,15 @@ def triton_config(pkg: Package, name: str) -> str:
             "instance_group [\n  {\n    count: 1\n    kind: KIND_CPU\n  }\n]\n")
 
 
+def check_triton_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ExportError(f"Triton model name {name!r}: start with a letter or digit, then letters, digits, '_', "
+                          "'-' or '.'")
+
+
 def write_triton_repository(package: Path, out: Path, name: str) -> Path:
     """Write (atomically) `out/<name>/` from the package at `package`; returns the model folder."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ExportError(f"Triton model name {name!r}: use letters, digits, '_', '-' or '.'")
+    check_triton_name(name)
     pkg = Package.open(package)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out / name) as tmp:

@@ -40,6 +40,8 @@ def test_quickstart_exports_compresses_and_prints_the_frontier(tmp_path: Path) -
     assert typo.returncode == 2 and "did you mean 'accuracy_drop'" in typo.stderr
     unmet = shipml("compress", str(run), "--methods", "int8", "--target", "p50_ms<=0.0000001", "-q", cwd=tmp_path)
     assert unmet.returncode == 1 and "nothing met p50_ms<=1e-07" in unmet.stderr
+    from_config = shipml("compress", str(run), "--set", "compress.target=p50_ms<=0.0000001", "-q", cwd=tmp_path)
+    assert from_config.returncode == 1 and "nothing met" in from_config.stderr  # a configured target too
     met = shipml("compress", str(run), "--methods", "int8", "--target", "accuracy_drop<=0.5", "-q", cwd=tmp_path)
     assert met.returncode == 0, met.stderr
     assert json.loads((run / "frontier.json").read_text())["selected"] in ("fp32", "int8")

@@ -203,3 +203,76 @@ def test_bad_compression_requests_are_clear_errors(image_run: Path, tmp_path: Pa
     with pytest.raises(ConfigError, match="did you mean 'p99_ms'"):
         compress_run(run, methods="int8", target="p99ms<=5", quiet=True)
     assert not (run / "variants").exists() and not (run / "package").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("name", ["image_run", "table_run", "text_run"])
+def test_pruning_removes_exactly_the_units_it_drops(request: pytest.FixtureRequest, name: str) -> None:
+    """Silence the units that will be dropped (zero the weights that read them): the network's outputs are
+    then unchanged by pruning. A slicing mistake (wrong unit size, wrong axis, a batch-norm left unsliced)
+    changes them."""
+    from shipml.compress.prune import _keep_count
+
+    run = shipml.Run(request.getfixturevalue(name))
+    ctx = load_context(run)
+    model = copy.deepcopy(run.model).float().eval()
+    groups = groups_of(model, example_batch(ctx))
+    rng = np.random.default_rng(0)
+    scores = [rng.random(g.n) for g in groups]
+    with torch.no_grad():
+        for g, s in zip(groups, scores, strict=True):
+            k = _keep_count(g.n, 0.3, align=1 if g.name.endswith(".heads") else 8)
+            dropped = torch.as_tensor(np.argsort(-s, kind="stable")[k:])
+            for m in g.members:
+                if m.dim == 1:  # the consumer: its input columns for the dropped units become zero
+                    idx = (dropped[:, None] * m.unit + torch.arange(m.unit)).reshape(-1)
+                    getattr(m.module, m.attr).index_fill_(1, idx, 0.0)
+    inputs, idx = run.task.encode_dataset(ctx.data), ctx.test_idx[:16]
+    before = predict_outputs(model, run.task, inputs, idx)
+    prune_model(model, groups, scores, 0.3)
+    after = predict_outputs(model, run.task, inputs, idx)
+    torch.testing.assert_close(after, before, atol=2e-5, rtol=1e-5)
+
+
+def test_a_changed_recipe_rebuilds_a_variant(image_run: Path, tmp_path: Path) -> None:
+    run = _copy(image_run, tmp_path)
+    compress_run(run, methods="int8", measure=False, quiet=True)
+    first = (run / "variants" / "int8" / "MANIFEST.json").read_bytes()
+    compress_run(run, methods="int8", measure=False, quiet=True)
+    assert (run / "variants" / "int8" / "MANIFEST.json").read_bytes() == first  # same recipe: reused
+    compress_run(run, methods="int8", overrides=["compress.quantize.per_channel=false"], measure=False, quiet=True)
+    again = Package.open(run / "variants" / "int8")
+    assert again.signature["variant"]["params"]["per_channel"] is False  # changed recipe: rebuilt
+
+
+def test_distillation_loss_by_hand() -> None:
+    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE, against a hand computation."""
+    from shipml.tasks import create_task
+
+    task = create_task("tabular-classification")
+    task.classes, task.prep = ["a", "b", "c"], {"class_weights": None}
+    teacher = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    student = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    y = np.array([0, 2])
+    cfg = DistillConfig(temperature=2.0, alpha=0.7)
+    distilled = distillation_task(task, teacher, cfg)
+    targets = distilled.encode_targets(y)
+    p_t = torch.softmax(teacher / 2, -1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(student / 2, -1))).sum(-1).mean()
+    ce = torch.nn.functional.cross_entropy(student, torch.as_tensor(y))
+    assert torch.isclose(distilled.loss(student, targets), 0.7 * 4 * kl + 0.3 * ce)
+
+    reg = create_task("tabular-regression")
+    reg.prep = {"target": {"mean": 0.0, "std": 1.0}}
+    soft = torch.tensor([[1.0], [2.0]])
+    d = distillation_task(reg, soft, DistillConfig(alpha=0.25))
+    t = d.encode_targets(np.array([0.0, 4.0]))
+    out = torch.tensor([[0.5], [3.0]])
+    expected = 0.25 * ((out - soft) ** 2).mean() + 0.75 * ((out.squeeze(-1) - torch.tensor([0.0, 4.0])) ** 2).mean()
+    assert torch.isclose(d.loss(out, t), expected)
+
+
+def test_pick_without_a_metric_says_so() -> None:
+    rows = [{"name": "fp32", "p50_ms": 1.0, "rows_per_s": 1.0}, {"name": "int8", "p50_ms": 0.5, "rows_per_s": 2.0,
+                                                                  "roc_auc_drop": 0.1}]
+    best, msg = pick(rows, parse_target("roc_auc_drop<=0.01, p50_ms<=0.6", {"roc_auc_drop", "p50_ms"}))
+    assert best is None and "roc_auc_drop" in msg

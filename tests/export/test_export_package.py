@@ -150,3 +150,21 @@ def test_triton_repository(packages: dict[str, Path], tmp_path: Path) -> None:
     assert 'name: "logits"' in config and "dims: [ 2 ]" in config and "max_batch_size: 64" in config
     with pytest.raises(ExportError, match="format"):
         export_run(packages["text_run"].parent, fmt="tensorrt", quiet=True)
+
+
+def test_export_never_replaces_what_it_did_not_write(image_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / image_run.name
+    shutil.copytree(image_run, copy)
+    mine = tmp_path / "models"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="is not a shipml package"):
+        export_run(copy, mine, quiet=True)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ExportError, match="would replace the run directory"):
+        export_run(copy, copy, quiet=True)
+    with pytest.raises(ExportError, match=r"Triton model name '\.'"):
+        export_run(copy, tmp_path / "repo", fmt="triton", name=".", quiet=True)
+    assert (copy / "model" / "model.safetensors").is_file() and not (copy / "package").exists()
+    first = export_run(copy, tmp_path / "pkg", quiet=True)
+    assert export_run(copy, tmp_path / "pkg", quiet=True) == first  # an earlier package may be replaced
