@@ -10,7 +10,7 @@ spam   examples/spam.yaml (all-MiniLM-L6-v2, max length 256) on ../shared/data/s
        PyTorch at batch 32 with accuracy within 0.3 points and a package <= 30% of fp32; distilled student
        >= 1.8x its teacher at equal precision, accuracy within 0.5 points; pruned measurably faster, accuracy
        within 0.5 points.
-mnist  examples/mnist.yaml on ../shared/data/mnist5k.tar.gz; variants int8 (static, calibrated), prune,
+mnist  examples/mnist.yaml on ../shared/data/mnist5k.tar.gz; variants int8 (static, calibrated), fp16, prune,
        distill, distill+int8. Target: static int8 >= 1.5x the fp32 ONNX throughput at batch 32, accuracy within
        0.3 points.
 
@@ -132,7 +132,7 @@ def mnist_run(tmp: Path, given: Path | None) -> shipml.Run:
 
 CASES = {
     "spam": (spam_run, "int8,fp16,prune,prune+int8,distill,distill+int8", ["fp32", "bf16"]),
-    "mnist": (mnist_run, "int8,prune,prune+int8,distill,distill+int8", ["fp32"]),
+    "mnist": (mnist_run, "int8,fp16,prune,prune+int8,distill,distill+int8", ["fp32"]),
 }
 
 

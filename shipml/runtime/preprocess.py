@@ -166,6 +166,9 @@ class ImagePreprocessor(Preprocessor):
         got = self._items(raw)
         if isinstance(got, np.ndarray):
             return Prepared({"pixels": got}, sources=[str(i) for i in range(len(got))])
+        if not got:  # an empty list of paths: no rows, as for an empty table or list of texts
+            (h, w), c = self.size, self.channels
+            return Prepared({"pixels": np.zeros((0, h, w, c), dtype=np.uint8)}, sources=[])
         arrays, sources, skipped = [], [], []
         for path in got:
             try:

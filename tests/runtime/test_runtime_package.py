@@ -256,6 +256,8 @@ def test_empty_inputs_give_an_empty_frame(tmp_path: Path) -> None:
     pkg = Package.open(text_package(tmp_path / "pkg")[0])
     frame = pkg.predict([])
     assert len(frame) == 0 and list(frame.columns) == ["prediction", "confidence", "proba:ham", "proba:spam"]
+    images = Package.open(image_package(tmp_path / "img")[0])
+    assert len(images.predict([])) == 0  # an empty list of image paths
 
 
 # ---------------------------------------------------------------------------------------------- refusing packages
