@@ -240,7 +240,8 @@ def build_package(ctx: ExportContext, dest: Path, onnx_file: Path, *, task: Task
                 f"{tolerance:g} against {reference_name} on {parity.n} test rows (prediction agreement "
                 f"{parity.agreement}); nothing was written. Report this with the run's config."
             )
-        metrics = {"test": _score(ctx, task, ours, signature["decision"]), "parity": parity.as_dict(),
+        split = "test" if len(ctx.data.indices("test")) else "val"  # a data set without a test split: val
+        metrics = {"test": _score(ctx, task, ours, signature["decision"]), "split": split, "parity": parity.as_dict(),
                    "run": _run_test_metrics(ctx.run)} | (extra_metrics or {})
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         write_manifest(tmp)
