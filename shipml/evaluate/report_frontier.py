@@ -15,6 +15,10 @@ def _ci(r: dict[str, Any]) -> str:
     return "" if r.get("ci_low") is None else f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
 
 
+def _f(x: float | None, spec: str, suffix: str = "") -> str:
+    return "" if x is None else f"{x:{spec}}{suffix}"
+
+
 def frontier(files: RunFiles) -> Section:
     """Every package of the run (fp32 export and compressed variants): quality, latency, size, memory."""
     title = "Compression frontier"
@@ -29,14 +33,16 @@ def frontier(files: RunFiles) -> Section:
     for r in rows:
         name = f"{r['name']} (selected)" if r["name"] == doc.get("selected") else r["name"]
         parity = r.get("parity_agreement")
-        body_rows.append([name, r.get(head), _ci(r), r.get(f"{head}_drop"), r["p50_ms"], r["p99_ms"],
-                          r["rows_per_s"], r.get("speedup_throughput"), r["package_mb"], r["peak_mb"],
+        drop, speed = r.get(f"{head}_drop"), r.get("speedup_throughput")
+        body_rows.append([name, _f(r.get(head), ".4f"), _ci(r), _f(drop, "+.4f"), _f(r["p50_ms"], ".3g"),
+                          _f(r["p99_ms"], ".3g"), _f(r["rows_per_s"], ",.0f"), _f(speed, ".2f", "x"),
+                          _f(r["package_mb"], ".3g"), _f(r["peak_mb"], ".0f"),
                           "" if parity is None else f"{parity:.4f} agree"])
     body = [table(headers, body_rows)]
-    points = [{"name": r["name"], "latency_ms": r["p50_ms"], "quality": r[head]}
-              for r in rows if r.get(head) is not None]
+    xl, yl = "p50 latency at batch 1 (ms)", f"test {head}"
+    points = [{"name": r["name"], xl: r["p50_ms"], yl: r[head]} for r in rows if r.get(head) is not None]
     if len(points) >= 2:
-        svg = scatter_frontier(points, x="latency_ms", y="quality", title=f"test {head} vs p50 latency")
+        svg = scatter_frontier(points, x=xl, y=yl, title=f"test {head} vs p50 latency")
         body.append(figure(svg, "each point is one package; the line joins the variants no other beats on both axes"))
     measured = doc.get("measured", {})
     notes = [("measured", f"{measured.get('at', '?')} on {measured.get('cpu', '?')}, {measured.get('cores', '?')} "
