@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -110,23 +109,9 @@ def test_balanced_class_weights_reach_the_loss() -> None:
     assert torch.isclose(task.loss(logits, y), torch.tensor(np.log(2.0), dtype=torch.float32))
 
 
-@pytest.fixture(scope="module")
-def email_folder(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 real ham and 24 real spam messages, as a folder of raw emails per label."""
-    root = tmp_path_factory.mktemp("emails") / "mail"
-    for archive, label in (("20030228_easy_ham.tar.bz2", "ham"), ("20030228_spam.tar.bz2", "spam")):
-        (root / label).mkdir(parents=True)
-        with tarfile.open(shared_data / "spamassassin" / archive) as tar:
-            taken = 0
-            for m in tar:
-                if m.isfile() and "." in Path(m.name).name and taken < 24:
-                    (root / label / Path(m.name).name).write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
-                    taken += 1
-    return root
-
-
 @pytest.mark.slow
-def test_tiny_fine_tune_on_real_emails_save_and_reload(email_folder: Path, tmp_path: Path) -> None:
+def test_tiny_fine_tune_on_real_emails_save_and_reload(email_dir: Path, tmp_path: Path) -> None:
+    email_folder = email_dir  # 24 real ham + 24 real spam messages (tests/conftest.py)
     cfg = {
         "name": "spam", "output_dir": str(tmp_path / "runs"),
         "data": {"path": str(email_folder), "split": {"train": 0.6, "val": 0.2, "test": 0.2}},
