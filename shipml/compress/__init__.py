@@ -13,7 +13,7 @@ from __future__ import annotations
 from shipml.compress import distill, prune, quantize  # noqa: F401 (registers the compressors)
 from shipml.compress._registry import create_compressor, get_compressor_class, list_compressors, register_compressor
 from shipml.compress.base import Compressor
-from shipml.compress.pipeline import CompressResult, compress_run, load_frontier, parse_methods
+from shipml.compress.pipeline import CompressResult, compress_run, parse_methods
 from shipml.compress.target import Constraint, parse_target, pick
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "create_compressor",
     "get_compressor_class",
     "list_compressors",
-    "load_frontier",
     "parse_methods",
     "parse_target",
     "pick",

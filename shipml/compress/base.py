@@ -19,8 +19,17 @@ from shipml.config import CompressConfig
 from shipml.export import ExportContext
 from shipml.runtime import Package
 from shipml.tasks.base import Task
+from shipml.training import fit
 
-__all__ = ["Compressor"]
+__all__ = ["Compressor", "fine_tune"]
+
+
+def fine_tune(ctx: ExportContext, task: Task, model: nn.Module, workdir: Path, reporter: Reporter,
+              **update: Any) -> nn.Module:
+    """Train `model` (a pruned model, a student) on the run's data with the run's recipe changed by `update`;
+    checkpoints only at epoch ends, in `workdir` (a scratch folder the caller removes)."""
+    cfg = ctx.run.config.train.model_copy(update={"checkpoint_every": None, **update})
+    return fit(task, ctx.data, cfg, workdir, seed=ctx.run.config.seed, reporter=reporter, model=model).model
 
 
 class Compressor(ABC):

@@ -21,13 +21,13 @@ from torch.nn import functional as F
 
 from shipml._console import Reporter
 from shipml.compress._registry import register_compressor
-from shipml.compress.base import Compressor
+from shipml.compress.base import Compressor, fine_tune
 from shipml.config import CNNConfig, DistillConfig, MLPConfig
 from shipml.errors import ConfigError
 from shipml.export import ExportContext
 from shipml.export.onnx import is_bert_classifier
 from shipml.tasks.base import ClassificationTask, Task
-from shipml.training import fit, predict_outputs, resolve_precision
+from shipml.training import predict_outputs, resolve_precision
 
 __all__ = ["Distill", "distillation_task", "kl_to_teacher", "student_layers", "teacher_outputs"]
 
@@ -42,9 +42,8 @@ def student_layers(n_teacher: int, n_student: int) -> list[int]:
 
 def teacher_outputs(teacher: nn.Module, task: Task, ctx: ExportContext) -> torch.Tensor:
     """The teacher's raw outputs (logits / standardised values) for every row of the data set."""
-    inputs = task.encode_dataset(ctx.data)
     precision = resolve_precision(ctx.run.config.train, task)
-    return predict_outputs(teacher, task, inputs, np.arange(len(ctx.data.y())), precision=precision).float()
+    return predict_outputs(teacher, task, ctx.inputs, np.arange(len(ctx.data.y())), precision=precision).float()
 
 
 def distillation_task(task: Task, teacher: torch.Tensor, cfg: DistillConfig) -> Task:
@@ -75,8 +74,7 @@ def distillation_task(task: Task, teacher: torch.Tensor, cfg: DistillConfig) -> 
 def kl_to_teacher(student: nn.Module, task: Task, ctx: ExportContext, teacher: torch.Tensor, idx: np.ndarray,
                   temperature: float = 1.0) -> float:
     """Mean KL(teacher || student) over rows `idx`: how far the student is from the teacher's soft labels."""
-    inputs = task.encode_dataset(ctx.data)
-    out = predict_outputs(student, task, inputs, idx)
+    out = predict_outputs(student, task, ctx.inputs, idx)
     t = F.log_softmax(teacher[torch.as_tensor(idx)] / temperature, -1)
     return float(F.kl_div(F.log_softmax(out / temperature, -1), t, log_target=True, reduction="batchmean"))
 
@@ -118,11 +116,10 @@ class Distill(Compressor):
         model, task, info = _student(ctx, dc)
         reporter.info("distill: computing the teacher's outputs on every row")
         soft = teacher_outputs(ctx.run.model, ctx.task, ctx)
-        cfg = train.model_copy(update={"epochs": dc.epochs or train.epochs, "lr": train.lr * dc.lr_scale,
-                                       "checkpoint_every": None})
-        trained = fit(distillation_task(task, soft, dc), ctx.data, cfg, workdir, seed=ctx.run.config.seed,
-                      reporter=reporter, model=model).model
-        params = {**info, "temperature": dc.temperature, "alpha": dc.alpha, "epochs": cfg.epochs,
+        epochs = dc.epochs or train.epochs
+        trained = fine_tune(ctx, distillation_task(task, soft, dc), model, workdir, reporter, epochs=epochs,
+                            lr=train.lr * dc.lr_scale)
+        params = {**info, "temperature": dc.temperature, "alpha": dc.alpha, "epochs": epochs,
                   "params": sum(p.numel() for p in trained.parameters()),
                   "teacher_params": sum(p.numel() for p in ctx.run.model.parameters())}
         return trained.float().eval(), task, params

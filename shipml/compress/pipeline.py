@@ -9,7 +9,6 @@ not retrain); `fresh=True` rebuilds.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,8 +86,8 @@ def _original(ctx: ExportContext, reporter: Reporter, fresh: bool) -> Package:
     return Package.open(export_run(ctx.run, ctx=ctx, quiet=reporter.quiet))
 
 
-def _build_step(ctx: ExportContext, cfg: CompressConfig, name: str, step: str, parent: Package, root: Package,
-                reporter: Reporter, fresh: bool) -> Package:
+def _build_step(ctx: ExportContext, cfg: CompressConfig, name: str, step: str, parent: Package, reporter: Reporter,
+                fresh: bool) -> Package:
     dest = ctx.run.path / "variants" / name
     recipe = _recipe(cfg, step, ctx)
     if not fresh and (pkg := _reusable(dest, parent.path, recipe)) is not None:
@@ -143,7 +142,7 @@ def compress_run(run: Run | str | Path, *, methods: list[str] | str | None = Non
         for i in range(len(chain)):
             name = "+".join(chain[: i + 1])
             if name not in packages:
-                packages[name] = _build_step(ctx, cfg, name, chain[i], parent, root, reporter, fresh)
+                packages[name] = _build_step(ctx, cfg, name, chain[i], parent, reporter, fresh)
             parent = packages[name]
     if not measure:
         return CompressResult([], headline, None, None, run.path / "frontier.json")
@@ -193,9 +192,3 @@ def _metric_names(run: Run) -> set[str]:
 
 
 
-
-def load_frontier(run: Run | str | Path) -> dict[str, Any]:
-    path = (run.path if isinstance(run, Run) else Path(run)) / "frontier.json"
-    if not path.is_file():
-        raise ExportError(f"{path.parent} has no frontier.json yet; run `shipml compress {path.parent}`")
-    return json.loads(path.read_text())

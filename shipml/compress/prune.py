@@ -21,11 +21,10 @@ from torch import nn
 
 from shipml._console import Reporter
 from shipml.compress._registry import register_compressor
-from shipml.compress.base import Compressor
+from shipml.compress.base import Compressor, fine_tune
 from shipml.errors import ConfigError
 from shipml.export import ExportContext
 from shipml.tasks.base import Task
-from shipml.training import fit
 
 __all__ = ["Group", "Member", "Prune", "groups_of", "prune_model", "taylor_scores"]
 
@@ -113,8 +112,7 @@ def groups_of(model: nn.Module, example: dict[str, torch.Tensor]) -> list[Group]
 def taylor_scores(model: nn.Module, task: Task, ctx: ExportContext, groups: list[Group], batches: int,
                   batch_size: int, seed: int) -> list[np.ndarray]:
     """Per group, per unit: mean over batches of (sum of weight x gradient over the unit's slices)^2."""
-    data = ctx.data
-    inputs = task.encode_dataset(data)
+    data, inputs = ctx.data, ctx.inputs
     targets = task.encode_targets(data.y())
     train_idx = data.indices("train")
     gen = torch.Generator().manual_seed(seed)
@@ -216,9 +214,8 @@ class Prune(Compressor):
         after = sum(p.numel() for p in model.parameters())
         reporter.info(f"prune: {before:,} -> {after:,} parameters ({1 - after / before:.0%} fewer)")
         if pc.recovery_epochs:
-            cfg = train.model_copy(update={"epochs": pc.recovery_epochs, "lr": train.lr * pc.lr_scale,
-                                           "warmup_steps": min(train.warmup_steps, 20), "checkpoint_every": None})
-            model = fit(task, ctx.data, cfg, workdir, seed=ctx.run.config.seed, reporter=reporter, model=model).model
+            model = fine_tune(ctx, task, model, workdir, reporter, epochs=pc.recovery_epochs, lr=train.lr * pc.lr_scale,
+                              warmup_steps=min(train.warmup_steps, 20))
         params = {"ratio": pc.ratio, "importance": "taylor", "importance_batches": pc.importance_batches,
                   "recovery_epochs": pc.recovery_epochs, "params_before": before, "params_after": after, "kept": kept}
         return model.float().eval(), task, params

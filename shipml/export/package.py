@@ -13,6 +13,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,12 @@ class ExportContext:
     run: Run
     task: Task
     data: Dataset
+
+    @cached_property
+    def inputs(self) -> dict[str, torch.Tensor]:
+        """Every row encoded once (export, parity, pruning scores and teacher outputs all read these; students
+        and pruned models share the task's preprocessing)."""
+        return self.task.encode_dataset(self.data)
 
     @property
     def test_idx(self) -> np.ndarray:
@@ -95,15 +102,13 @@ def load_context(run: Run | str | Path, *, reporter: Reporter | None = None) -> 
 def reference_outputs(model: torch.nn.Module, ctx: ExportContext, task: Task | None = None) -> np.ndarray:
     """PyTorch float32 outputs (logits, or standardised values) on the test split."""
     task = task or ctx.task
-    inputs = task.encode_dataset(ctx.data)
-    return predict_outputs(model.float().eval(), task, inputs, ctx.test_idx, batch_size=64).numpy()
+    return predict_outputs(model.float().eval(), task, ctx.inputs, ctx.test_idx, batch_size=64).numpy()
 
 
 def example_batch(ctx: ExportContext, task: Task | None = None) -> dict[str, torch.Tensor]:
     """Two test rows as model inputs: what the exporter traces."""
     task = task or ctx.task
-    inputs = task.encode_dataset(ctx.data)
-    return task.make_batch(inputs, torch.as_tensor(ctx.test_idx[:2]), train=False, gen=torch.Generator())
+    return task.make_batch(ctx.inputs, torch.as_tensor(ctx.test_idx[:2]), train=False, gen=torch.Generator())
 
 
 def _signature(ctx: ExportContext, task: Task, example: dict[str, torch.Tensor], output: str,
