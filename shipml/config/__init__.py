@@ -1,0 +1,56 @@
+"""shipml.yaml: one small pydantic model per section, frozen and validated at load.
+
+A config is the whole recipe of a run. `load_config` reads YAML, applies `--set a.b=c` overrides and
+validates; every problem becomes a `ConfigError` naming the field path, the bad value and what is
+allowed. The resolved config (defaults filled in) is written into every run directory.
+
+    schema.py    the sections (data, task, model, train, evaluate, compress) and `Config`
+    loading.py   load_config / parse_config / apply_overrides / dump_config
+"""
+
+from shipml.config.loading import apply_overrides, dump_config, load_config, parse_config
+from shipml.config.schema import (
+    AugmentConfig,
+    CNNConfig,
+    CompressConfig,
+    Config,
+    DataConfig,
+    DistillConfig,
+    EarlyStoppingConfig,
+    EmailConfig,
+    EvaluateConfig,
+    MLPConfig,
+    ModelConfig,
+    PruneConfig,
+    QuantizeConfig,
+    SplitConfig,
+    TaskConfig,
+    ThresholdConfig,
+    TrainConfig,
+    TransformerConfig,
+)
+
+__all__ = [
+    "AugmentConfig",
+    "CNNConfig",
+    "CompressConfig",
+    "Config",
+    "DataConfig",
+    "DistillConfig",
+    "EarlyStoppingConfig",
+    "EmailConfig",
+    "EvaluateConfig",
+    "MLPConfig",
+    "ModelConfig",
+    "PruneConfig",
+    "QuantizeConfig",
+    "SplitConfig",
+    "TaskConfig",
+    "ThresholdConfig",
+    "TrainConfig",
+    "TransformerConfig",
+    "apply_overrides",
+    "dump_config",
+    "load_config",
+    "parse_config",
+]
