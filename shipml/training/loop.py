@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,10 @@ from shipml.config import TrainConfig
 from shipml.data.dataset import Dataset
 from shipml.errors import TrainError
 from shipml.tasks.base import Task, Tensors
-from shipml.training.checkpoint import atomic_write_bytes, load_latest, save_checkpoint
+from shipml.training.checkpoint import Checkpoint, atomic_write_bytes, load_latest, save_checkpoint
 from shipml.training.optim import build_optimizer, build_scheduler, optimizer_state, restore_optimizer
 
-__all__ = ["TrainResult", "cpu_supports_bf16", "fit", "predict_outputs", "resolve_precision"]
+__all__ = ["LoopState", "TrainResult", "cpu_supports_bf16", "fit", "predict_outputs", "resolve_precision"]
 
 _MIN_METRICS = ("loss", "mse", "mae", "rmse", "log_loss", "ece")
 
@@ -138,12 +138,216 @@ class _Log:
         self._f.close()
 
 
+@dataclass
+class LoopState:
+    """Where the loop stands; saved as JSON in each checkpoint (`state["loop"]`), so a resumed run picks up
+    at exactly this batch with the same early-stopping bookkeeping. The JSON is the plain dict the loop
+    wrote before this class existed (same keys, same order), so checkpoints on disk stay readable."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epochs done
+    batch: int = 0  # batches of the current epoch done (the next one to run)
+    best: dict[str, Any] | None = None  # {"step", "epoch", "metric", "value"} of the best validation
+    bad_evals: int = 0  # validations since the best one
+    stopped: bool = False  # early stopping triggered
+    seconds: float = 0.0  # loop wall time, summed over the processes that ran it
+    samples: int = 0  # training rows seen, summed likewise
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LoopState:
+        """Read `to_json`'s dict or an older checkpoint's; keys it does not know are ignored, missing ones
+        take their defaults (a checkpoint written before a field existed)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class _Loop:
+    """One fit's moving parts and the steps that advance them. Everything that changes from step to step
+    lives in the model, optimizer, scheduler, RNGs and `self.state`, and all of it goes into a checkpoint."""
+
+    def __init__(self, task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, precision: str,
+                 model: nn.Module | None, pretrained: bool) -> None:
+        self.task, self.cfg, self.seed, self.precision = task, cfg, seed, precision
+        self.accelerator = _accelerator("bf16" if precision == "bf16" else "no")
+        self.train_idx, self.val_idx = data.indices("train"), data.indices("val")
+        if len(self.train_idx) < 2:
+            raise TrainError(
+                f"the training split has {len(self.train_idx)} rows; need at least 2 (add data or change data.split)"
+            )
+        self.inputs = task.encode_dataset(data)
+        self.targets = task.encode_targets(data.y())
+        self.y_val = data.y("val")
+        self.ckpt_dir, self.best_path, self.log_path = (run_dir / "checkpoints", run_dir / "best.safetensors",
+                                                        run_dir / "metrics.jsonl")
+        torch.manual_seed(seed)
+        if model is None:
+            model = task.build_model(pretrained=pretrained)  # a checkpoint replaces the weights (and the RNG) anyway
+        optimizer = build_optimizer(model, cfg, task.param_groups(model))
+        self.batches = _batches_per_epoch(len(self.train_idx), cfg.batch_size)
+        self.steps_per_epoch = math.ceil(self.batches / cfg.grad_accum)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.scheduler = build_scheduler(optimizer, self.total_steps, cfg)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.raw_model = self.accelerator.unwrap_model(self.model)
+        self.aug_gen = torch.Generator().manual_seed(seed + 1)
+        es = cfg.early_stopping
+        # validation loss by default: on small validation splits it ranks checkpoints far less noisily than accuracy
+        self.metric = es.metric or ("loss" if len(self.val_idx) else None)
+        self.mode = es.mode if es.mode != "auto" else ("min" if self.metric in _MIN_METRICS else "max")
+        self.state = LoopState()
+        self.note = ""  # shown next to the progress bar
+        self.log: _Log | None = None
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        """Put weights, optimizer, scheduler, both RNGs and the loop position back as `ckpt` saved them."""
+        self.raw_model.load_state_dict(ckpt.section("model"))
+        restore_optimizer(self.optimizer.optimizer, ckpt.section("optim"), ckpt.state["optimizer"])
+        self.scheduler.load_state_dict(ckpt.state["scheduler"])
+        torch.set_rng_state(ckpt.tensors["rng/torch"])
+        self.aug_gen.set_state(ckpt.tensors["rng/aug"])
+        self.state = LoopState.from_json(ckpt.state["loop"])
+
+    def _step(self, order: np.ndarray) -> tuple[float, int]:
+        """One optimizer step over the next `grad_accum` batches of `order`; returns the mean loss and the rows
+        seen. A loss that is not finite raises before it reaches the weights (nothing is stepped or saved)."""
+        cfg, st = self.cfg, self.state
+        first, last = st.batch, min(st.batch + cfg.grad_accum, self.batches)
+        loss_sum, rows = 0.0, 0
+        for b in range(first, last):
+            idx = torch.as_tensor(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])  # (B,)
+            batch = self.task.make_batch(self.inputs, idx, train=True, gen=self.aug_gen)
+            with self.accelerator.autocast():
+                loss = self.task.loss(self.model(**batch), self.targets[idx])
+            if cfg.l1:
+                loss = loss + cfg.l1 * sum(p.abs().sum() for p in self.raw_model.parameters() if p.ndim > 1)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainError(self._diverged(value, b))
+            self.accelerator.backward(loss / (last - first))
+            loss_sum += value
+            rows += len(idx)
+        if cfg.grad_clip:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        st.step += 1
+        st.batch = last
+        st.samples += rows
+        return loss_sum / (last - first), rows
+
+    def _diverged(self, value: float, batch: int) -> str:
+        """The TrainError message for a loss that went nan/inf: where, and what usually fixes it."""
+        cfg, st = self.cfg, self.state
+        fixes = [f"lower train.lr (now {cfg.lr:g})"]
+        if not cfg.grad_clip:
+            fixes.append("set train.grad_clip (e.g. 1.0)")
+        fixes.append("check the data for huge or extreme values (e.g. 1e300, a wrongly scaled column)")
+        if self.precision == "bf16":
+            fixes.append("train with train.precision: fp32 (bf16 has less range and precision)")
+        return (f"the training loss became {value} at step {st.step + 1} (epoch {st.epoch + 1} of {cfg.epochs}, "
+                f"batch {batch + 1} of {self.batches}); training stopped. Try: " + "; ".join(fixes))
+
+    def _validate(self) -> None:
+        """Log validation metrics; track the best value (saving its weights) and early stopping's patience."""
+        if not len(self.val_idx):
+            return
+        assert self.log is not None
+        st, es = self.state, self.cfg.early_stopping
+        out = predict_outputs(self.model, self.task, self.inputs, self.val_idx, precision=self.precision)
+        epoch = round(st.epoch + st.batch / self.batches, 4)
+        rec: dict[str, Any] = {"kind": "val", "step": st.step, "epoch": epoch}
+        rec["loss"] = float(self.task.loss(out, self.targets[torch.as_tensor(self.val_idx)]))
+        rec |= self.task.quick_metrics(self.y_val, self.task.postprocess(out))
+        self.log.write(rec)
+        if self.metric is None:
+            return
+        if self.metric not in rec:
+            raise TrainError(f"train.early_stopping.metric: {self.metric!r} is not computed; choose one of "
+                             f"{sorted(k for k in rec if k not in ('kind', 'step', 'epoch'))}")
+        value, best = rec[self.metric], st.best
+        better = best is None or (value > best["value"] + es.min_delta if self.mode == "max"
+                                  else value < best["value"] - es.min_delta)
+        if better:
+            st.best = {"step": st.step, "epoch": rec["epoch"], "metric": self.metric, "value": value}
+            st.bad_evals = 0
+            weights = {k: v.contiguous() for k, v in self.raw_model.state_dict().items()}
+            atomic_write_bytes(self.best_path, save(weights))
+        else:
+            st.bad_evals += 1
+            if es.patience is not None and st.bad_evals >= es.patience:
+                st.stopped = True
+        self.note = f"val {self.metric} {value:.4f}"
+
+    def _checkpoint(self) -> None:
+        """Save everything a resumed run needs to replay the rest bit for bit."""
+        opt_tensors, opt_meta = optimizer_state(self.optimizer.optimizer)
+        tensors = {f"model/{k}": v for k, v in self.raw_model.state_dict().items()}
+        tensors |= {f"optim/{k}": v for k, v in opt_tensors.items()}
+        tensors["rng/torch"] = torch.get_rng_state()
+        tensors["rng/aug"] = self.aug_gen.get_state()
+        state = {"loop": self.state.to_json(), "optimizer": opt_meta, "scheduler": self.scheduler.state_dict()}
+        save_checkpoint(self.ckpt_dir, self.state.step, tensors, state, keep=self.cfg.keep_checkpoints)
+
+    def run(self, reporter: Reporter, resumed_from: int | None) -> TrainResult:
+        """Train from `self.state` to the last epoch or an early stop; the result holds the final weights."""
+        cfg, st = self.cfg, self.state
+        self.log = _Log(self.log_path, keep_until_step=st.step if resumed_from is not None else None)
+        if resumed_from is None:
+            self.best_path.unlink(missing_ok=True)
+        log_every = max(1, self.steps_per_epoch // 20)
+        self.model.train()
+        t0, window_t, window_n = time.perf_counter(), time.perf_counter(), 0
+        seconds_before, samples_before = st.seconds, st.samples
+        try:
+            with reporter.bar("training", self.total_steps) as bar:
+                bar.update(completed=st.step)
+                while st.epoch < cfg.epochs and not st.stopped:
+                    order = _epoch_order(self.task, self.inputs, self.train_idx, cfg.batch_size, self.seed, st.epoch)
+                    while st.batch < self.batches and not st.stopped:
+                        loss, rows = self._step(order)
+                        window_n += rows
+                        epoch_end = st.batch >= self.batches
+                        if st.step % log_every == 0 or epoch_end:
+                            now = time.perf_counter()
+                            self.log.write({"kind": "train", "step": st.step,
+                                            "epoch": round(st.epoch + st.batch / self.batches, 4), "loss": loss,
+                                            "lr": self.scheduler.get_last_lr()[0],
+                                            "samples_per_s": window_n / max(now - window_t, 1e-9)})
+                            window_t, window_n = now, 0
+                        if epoch_end:
+                            st.epoch += 1
+                            st.batch = 0
+                        if (cfg.eval_every and st.step % cfg.eval_every == 0) or (epoch_end and not cfg.eval_every):
+                            self._validate()
+                        st.seconds = seconds_before + time.perf_counter() - t0
+                        if epoch_end or (cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0) or st.stopped:
+                            self._checkpoint()
+                        bar.update(completed=st.step, note=self.note)
+                        if epoch_end:
+                            break
+        finally:
+            self.log.close()
+        seconds = seconds_before + time.perf_counter() - t0
+        final = self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)  # plain fp32 forward from here on
+        if st.best is not None and self.best_path.exists():
+            final.load_state_dict(load_file(str(self.best_path)))
+        done = st.samples - samples_before
+        rate = done / max(seconds - seconds_before, 1e-9) if done else 0.0
+        return TrainResult(model=final.eval(), best=st.best, stopped_early=st.stopped, steps=st.step,
+                           seconds=seconds, samples_per_s=rate, precision=self.precision, resumed_from=resumed_from)
+
+
 def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, resume: bool = False,
         reporter: Reporter | None = None, model: nn.Module | None = None) -> TrainResult:
     """Train `task`'s model on `data` (task already fitted); checkpoints and logs go to `run_dir`.
 
     `model` starts from a given module instead of `task.build_model()` (compression: a pruned model's
-    recovery fine-tune, a distillation student); such a fit cannot be resumed."""
+    recovery fine-tune, a distillation student); such a fit cannot be resumed. A loss that goes nan/inf
+    raises TrainError, so a caller never records a diverged run as trained."""
     reporter = reporter or Reporter(quiet=True)
     if model is not None and resume:
         raise TrainError("a fit that starts from a given model cannot be resumed; start it again")
@@ -151,147 +355,15 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     precision = resolve_precision(cfg, task)
-    accelerator = _accelerator("bf16" if precision == "bf16" else "no")
-
-    train_idx, val_idx = data.indices("train"), data.indices("val")
-    if len(train_idx) < 2:
-        raise TrainError(
-            f"the training split has {len(train_idx)} rows; need at least 2 (add data or change data.split)"
-        )
-    inputs = task.encode_dataset(data)
-    targets = task.encode_targets(data.y())
-    y_val = data.y("val")
-
-    ckpt_dir, best_path = run_dir / "checkpoints", run_dir / "best.safetensors"
-    ckpt, notes = load_latest(ckpt_dir) if resume else (None, [])
+    ckpt, notes = load_latest(run_dir / "checkpoints") if resume else (None, [])
     for n in notes:
         reporter.warn(n)
-    torch.manual_seed(seed)
-    if model is None:
-        model = task.build_model(pretrained=ckpt is None)  # a checkpoint replaces the weights (and the RNG) anyway
-    optimizer = build_optimizer(model, cfg, task.param_groups(model))
-    batches = _batches_per_epoch(len(train_idx), cfg.batch_size)
-    steps_per_epoch = math.ceil(batches / cfg.grad_accum)
-    total_steps = steps_per_epoch * cfg.epochs
-    scheduler = build_scheduler(optimizer, total_steps, cfg)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw_model = accelerator.unwrap_model(model)
-    aug_gen = torch.Generator().manual_seed(seed + 1)
-
-    es = cfg.early_stopping
-    # validation loss by default: on small validation splits it ranks checkpoints far less noisily than accuracy
-    metric = es.metric or ("loss" if len(val_idx) else None)
-    mode = es.mode if es.mode != "auto" else ("min" if metric in _MIN_METRICS else "max")
-    st: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "stopped": False,
-                          "seconds": 0.0, "samples": 0}
+    loop = _Loop(task, data, cfg, run_dir, seed=seed, precision=precision, model=model, pretrained=ckpt is None)
     resumed_from = None
-    if resume:
-        if ckpt is not None:
-            raw_model.load_state_dict(ckpt.section("model"))
-            restore_optimizer(optimizer.optimizer, ckpt.section("optim"), ckpt.state["optimizer"])
-            scheduler.load_state_dict(ckpt.state["scheduler"])
-            torch.set_rng_state(ckpt.tensors["rng/torch"])
-            aug_gen.set_state(ckpt.tensors["rng/aug"])
-            st = ckpt.state["loop"]
-            resumed_from = st["step"]
-            reporter.info(f"resuming from {ckpt.path.name} (step {st['step']}, epoch {st['epoch']})")
-        else:
-            reporter.warn("no usable checkpoint found; starting from the beginning")
-    log = _Log(run_dir / "metrics.jsonl", keep_until_step=st["step"] if resumed_from is not None else None)
-    if resumed_from is None:
-        best_path.unlink(missing_ok=True)
-
-    def checkpoint() -> None:
-        opt_tensors, opt_meta = optimizer_state(optimizer.optimizer)
-        tensors = {f"model/{k}": v for k, v in raw_model.state_dict().items()}
-        tensors |= {f"optim/{k}": v for k, v in opt_tensors.items()}
-        tensors["rng/torch"] = torch.get_rng_state()
-        tensors["rng/aug"] = aug_gen.get_state()
-        state = {"loop": st, "optimizer": opt_meta, "scheduler": scheduler.state_dict()}
-        save_checkpoint(ckpt_dir, st["step"], tensors, state, keep=cfg.keep_checkpoints)
-
-    def evaluate() -> None:
-        if not len(val_idx):
-            return
-        out = predict_outputs(model, task, inputs, val_idx, precision=precision)
-        epoch = round(st["epoch"] + st["batch"] / batches, 4)
-        rec: dict[str, Any] = {"kind": "val", "step": st["step"], "epoch": epoch}
-        rec["loss"] = float(task.loss(out, targets[torch.as_tensor(val_idx)]))
-        rec |= task.quick_metrics(y_val, task.postprocess(out))
-        log.write(rec)
-        if metric is None:
-            return
-        if metric not in rec:
-            raise TrainError(f"train.early_stopping.metric: {metric!r} is not computed; choose one of "
-                             f"{sorted(k for k in rec if k not in ('kind', 'step', 'epoch'))}")
-        value, best = rec[metric], st["best"]
-        better = best is None or (value > best["value"] + es.min_delta if mode == "max"
-                                  else value < best["value"] - es.min_delta)
-        if better:
-            st["best"] = {"step": st["step"], "epoch": rec["epoch"], "metric": metric, "value": value}
-            st["bad_evals"] = 0
-            atomic_write_bytes(best_path, save({k: v.contiguous() for k, v in raw_model.state_dict().items()}))
-        else:
-            st["bad_evals"] += 1
-            if es.patience is not None and st["bad_evals"] >= es.patience:
-                st["stopped"] = True
-        reporter_note[0] = f"val {metric} {value:.4f}"
-
-    reporter_note = [""]
-    log_every = max(1, steps_per_epoch // 20)
-    model.train()
-    t0, window_t, window_n = time.perf_counter(), time.perf_counter(), 0
-    seconds_before, samples_before = st["seconds"], st["samples"]
-    with reporter.bar("training", total_steps) as bar:
-        bar.update(completed=st["step"])
-        while st["epoch"] < cfg.epochs and not st["stopped"]:
-            order = _epoch_order(task, inputs, train_idx, cfg.batch_size, seed, st["epoch"])
-            while st["batch"] < batches and not st["stopped"]:
-                first = st["batch"]
-                last = min(first + cfg.grad_accum, batches)
-                loss_sum = 0.0
-                for b in range(first, last):
-                    idx = torch.as_tensor(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
-                    batch = task.make_batch(inputs, idx, train=True, gen=aug_gen)
-                    with accelerator.autocast():
-                        loss = task.loss(model(**batch), targets[idx])
-                    if cfg.l1:
-                        loss = loss + cfg.l1 * sum(p.abs().sum() for p in raw_model.parameters() if p.ndim > 1)
-                    accelerator.backward(loss / (last - first))
-                    loss_sum += loss.item()
-                    window_n += len(idx)
-                    st["samples"] += len(idx)
-                if cfg.grad_clip:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                st["step"] += 1
-                st["batch"] = last
-                epoch_end = st["batch"] >= batches
-                if st["step"] % log_every == 0 or epoch_end:
-                    now = time.perf_counter()
-                    log.write({"kind": "train", "step": st["step"], "epoch": round(st["epoch"] + last / batches, 4),
-                               "loss": loss_sum / (last - first), "lr": scheduler.get_last_lr()[0],
-                               "samples_per_s": window_n / max(now - window_t, 1e-9)})
-                    window_t, window_n = now, 0
-                if epoch_end:
-                    st["epoch"] += 1
-                    st["batch"] = 0
-                if (cfg.eval_every and st["step"] % cfg.eval_every == 0) or (epoch_end and not cfg.eval_every):
-                    evaluate()
-                st["seconds"] = seconds_before + time.perf_counter() - t0
-                if epoch_end or (cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0) or st["stopped"]:
-                    checkpoint()
-                bar.update(completed=st["step"], note=reporter_note[0])
-                if epoch_end:
-                    break
-    log.close()
-    seconds = seconds_before + time.perf_counter() - t0
-    final = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # plain fp32 forward from here on
-    if st["best"] is not None and best_path.exists():
-        final.load_state_dict(load_file(str(best_path)))
-    done = st["samples"] - samples_before
-    rate = done / max(seconds - seconds_before, 1e-9) if done else 0.0
-    return TrainResult(model=final.eval(), best=st["best"], stopped_early=st["stopped"], steps=st["step"],
-                       seconds=seconds, samples_per_s=rate, precision=precision, resumed_from=resumed_from)
+    if ckpt is not None:
+        loop._restore(ckpt)
+        resumed_from = loop.state.step
+        reporter.info(f"resuming from {ckpt.path.name} (step {loop.state.step}, epoch {loop.state.epoch})")
+    elif resume:
+        reporter.warn("no usable checkpoint found; starting from the beginning")
+    return loop.run(reporter, resumed_from)
