@@ -1,5 +1,8 @@
 """Percentile bootstrap over blocks of resamples, for statistics vectorised across resamples.
 
+Used for every metric that is not a plain proportion (F1, AUC, log loss, ECE, regression errors);
+proportions (accuracy, per-class precision and recall) get Wilson intervals from `proportion.py`.
+
 A statistic receives a block of resamples at once, both as row indices (B, N) and as how often
 each row was drawn (B, N), and returns one value per resample. That lets means become one
 matrix-vector product and counts one bincount, instead of a Python loop over 1000 resamples.
@@ -8,6 +11,7 @@ matrix-vector product and counts one bincount, instead of a Python loop over 100
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -46,18 +50,22 @@ def bootstrap(n: int, n_bootstrap: int, seed: int, stats: Statistics) -> dict[st
     return {key: np.concatenate(v) for key, v in parts.items()}
 
 
-def interval(value: float, samples: np.ndarray | None, confidence: float) -> dict[str, float | None]:
-    """{"value", "ci_low", "ci_high"}: the percentile interval, widened to contain the point estimate.
+def interval(value: float, samples: np.ndarray | None, confidence: float) -> dict[str, Any]:
+    """{"value", "ci_low", "ci_high", "ci_method"}: the percentile interval, widened to contain the estimate.
 
     Biased statistics (ECE, extreme AUCs) can have a bootstrap distribution that sits entirely on
     one side of the estimate; a printed "0.012 [0.015, 0.031]" reads as a bug, so the interval is
     stretched to include the value it accompanies. NaN samples (degenerate resamples) are skipped.
+    `ci_method` is "bootstrap", or None with the bounds when there is no interval. A zero-width
+    result is kept as computed (every resample agreed): the report says it shows no spread rather
+    than certainty, and proportions, where that happens at 0% and 100%, use `proportion.py` instead.
     """
     if samples is None:
-        return {"value": float(value), "ci_low": None, "ci_high": None}
+        return {"value": float(value), "ci_low": None, "ci_high": None, "ci_method": None}
     finite = samples[np.isfinite(samples)]
     if finite.size == 0:
-        return {"value": float(value), "ci_low": None, "ci_high": None}
+        return {"value": float(value), "ci_low": None, "ci_high": None, "ci_method": None}
     alpha = (1.0 - confidence) / 2.0
     low, high = np.percentile(finite, [100 * alpha, 100 * (1 - alpha)])
-    return {"value": float(value), "ci_low": float(min(low, value)), "ci_high": float(max(high, value))}
+    low, high = float(min(low, value)), float(max(high, value))
+    return {"value": float(value), "ci_low": low, "ci_high": high, "ci_method": "bootstrap"}

@@ -1,9 +1,20 @@
-"""Test-set metrics with bootstrap confidence intervals, as JSON-able dicts.
+"""Test-set metrics with confidence intervals, as JSON-able dicts.
 
 A single number on a few hundred test rows hides how much it would move on another draw of the
-data, so every scalar comes with a percentile bootstrap interval. The point estimates come from
-scikit-learn; the resampled ones are computed in bulk from resample count/index matrices (the same
-formulas, vectorised), because calling scikit-learn 1000 times per metric takes tens of seconds.
+data, so every scalar comes with an interval, and its dict names the method in "ci_method":
+
+- "wilson" for proportions, k hits out of n tries: accuracy (n = rows) and, per class, precision
+  (n = rows predicted as the class) and recall (n = rows of the class). The percentile bootstrap
+  collapses on these at 0% and 100% ("1 [1, 1]"); the Wilson interval stays honest there (see
+  proportion.py for why Wilson over Clopper-Pearson). It is closed form, so it is there even when
+  bootstrap resampling is switched off (n_bootstrap=0).
+- "bootstrap" for everything else (F1, macro averages, log loss, AUC, ECE, regression metrics): a
+  percentile bootstrap over the test rows. The point estimates come from scikit-learn; the resampled
+  ones are computed in bulk from resample count/index matrices (the same formulas, vectorised),
+  because calling scikit-learn 1000 times per metric takes tens of seconds.
+
+Macro precision and recall average several classes' proportions, each over its own n, so they are
+not one k-of-n proportion and keep the bootstrap.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from shipml.evaluate.bootstrap import bootstrap, interval
+from shipml.evaluate.proportion import proportion_interval
 
 __all__ = [
     "ECE_BINS",
@@ -164,6 +176,11 @@ def classification_metrics(
 ) -> dict[str, Any]:
     """Accuracy, macro F1/precision/recall, log loss, ROC AUC and ECE with CIs; per-class table; confusion.
 
+    Accuracy's interval is Wilson's (at `confidence`, whatever `n_bootstrap`); the others are percentile
+    bootstrap intervals over `n_bootstrap` resamples (none when it is 0). Each per-class entry carries
+    `precision_ci` and `recall_ci` Wilson intervals with the k and n they rest on; a class never predicted
+    (or absent from y_true) has no precision (recall) interval, because there is nothing to base one on.
+
     `y_true` (N,) holds class indices into `classes`; `proba` (N, C) the predicted probabilities.
     `labels` (N,) are the class indices actually predicted when they are not `proba.argmax(1)` (a binary
     classifier with a tuned threshold): the decision metrics (accuracy, precision, recall, F1, per-class,
@@ -194,7 +211,6 @@ def classification_metrics(
         ece_flat = (bins[idx] + (np.arange(b) * ECE_BINS)[:, None]).ravel()
         per_bin = np.bincount(ece_flat, weights=gap[idx].ravel(), minlength=b * ECE_BINS).reshape(b, ECE_BINS)
         out = {
-            "accuracy": w @ correct / n,
             "log_loss": w @ nll / n,
             "ece": np.abs(per_bin).sum(1) / n,
             **_macro_from_confusion(cm),
@@ -205,8 +221,10 @@ def classification_metrics(
 
     boot = bootstrap(n, n_bootstrap, seed, stats)
     precision, recall, f1, support = skm.precision_recall_fscore_support(y, pred, labels=class_ids, zero_division=0)
+    n_correct = int(correct.sum())
+    out: dict[str, Any] = {"accuracy": {"value": float(skm.accuracy_score(y, pred))}}
+    out["accuracy"].update(proportion_interval(n_correct, n, confidence))
     points: dict[str, float | None] = {
-        "accuracy": float(skm.accuracy_score(y, pred)),
         "macro_f1": float(np.mean(f1)),
         "macro_precision": float(np.mean(precision)),
         "macro_recall": float(np.mean(recall)),
@@ -214,21 +232,25 @@ def classification_metrics(
         "roc_auc": auc_value,
         "ece": expected_calibration_error(y, p),
     }
-    out: dict[str, Any] = {
-        key: interval(value, None if boot is None else boot[key], confidence)
+    out.update(
+        (key, interval(value, None if boot is None else boot[key], confidence))
         for key, value in points.items()
         if value is not None
-    }
+    )
+    cm = skm.confusion_matrix(y, pred, labels=class_ids)  # (C, C), rows: true class
+    hits, predicted = np.diagonal(cm), cm.sum(axis=0)
     out["per_class"] = {
         name: {
             "precision": float(precision[i]),
             "recall": float(recall[i]),
             "f1": float(f1[i]),
             "support": int(support[i]),
+            "precision_ci": proportion_interval(hits[i], predicted[i], confidence),  # n: predicted as the class
+            "recall_ci": proportion_interval(hits[i], support[i], confidence),  # n: rows of the class
         }
         for i, name in enumerate(classes)
     }
-    out["confusion_matrix"] = skm.confusion_matrix(y, pred, labels=class_ids).tolist()
+    out["confusion_matrix"] = cm.tolist()
     out["n"] = int(n)
     return out
 

@@ -16,13 +16,17 @@ import numpy as np
 import pandas as pd
 
 from shipml.evaluate.plots import pr_curve_svg
+from shipml.evaluate.proportion import proportion_interval
 from shipml.evaluate.report_html import esc, figure, not_available, num, table
+from shipml.evaluate.report_intervals import interval_legend, with_ci
 from shipml.evaluate.rundir import RunFiles, dig
 from shipml.evaluate.threshold import binary_rates
 
 __all__ = ["decision_parts"]
 
 _RATES = ("precision", "recall", "f1", "fpr", "fp", "fn")  # binary_rates keys shown, in column order
+# the rates that are proportions, as (k, the counts adding up to n) of binary_rates' tp/fp/tn/fn
+_PROPORTIONS = {"precision": ("tp", ("tp", "fp")), "recall": ("tp", ("tp", "fn")), "fpr": ("fp", ("fp", "tn"))}
 
 
 def _classes(files: RunFiles) -> list[str]:
@@ -58,9 +62,31 @@ def _strategy(block: dict[str, Any]) -> str:
     return f"{strategy} (FPR ≤ {num(cap)})" if strategy == "max_fpr" and isinstance(cap, int | float) else strategy
 
 
+def _rate_interval(files: RunFiles, rates: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The Wilson interval of a proportion rate from the stored counts; None when they are missing.
+
+    metrics.json stores the counts (tp, fp, tn, fn), so the interval is computed here at the run's
+    confidence level rather than stored: older runs get one too.
+    """
+    k, parts = _PROPORTIONS[key]
+    counts = [rates.get(c) for c in (k, *parts)]
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        return None
+    confidence = files.evaluate_option("confidence", 0.95)
+    confidence = confidence if isinstance(confidence, float) and 0 < confidence < 1 else 0.95
+    return proportion_interval(counts[0], sum(counts[1:]), confidence)
+
+
+def _cell(files: RunFiles, rates: dict[str, Any], key: str) -> object:
+    """A rate as shown: proportions with their Wilson interval, the rest (F1, counts) as they are."""
+    if key not in _PROPORTIONS or not isinstance(rates.get(key), int | float):
+        return rates.get(key)
+    return with_ci(rates[key], _rate_interval(files, rates, key))
+
+
 def _table(files: RunFiles) -> list[str]:
     """Rows per (who, split) with the rates at the threshold; notes where a test FPR broke its cap."""
-    rows, notes = [], []
+    rows, notes, intervals = [], [], []
     for who, _, block in _decisions(files):
         if not block:
             continue
@@ -68,7 +94,8 @@ def _table(files: RunFiles) -> list[str]:
         for split in ("val", "test"):
             r = block.get(split) if isinstance(block.get(split), dict) else {}
             shown = "argmax" if t is None else f"{t:.6g}"
-            rows.append([who, split, _strategy(block), shown, *(r.get(k) for k in _RATES)])
+            rows.append([who, split, _strategy(block), shown, *(_cell(files, r, k) for k in _RATES)])
+            intervals += [_rate_interval(files, r, k) for k in _PROPORTIONS]
         extra = block.get("notes")  # e.g. ThresholdWarning messages recorded by run.py
         notes += [f"{who}: {note}" for note in extra if isinstance(note, str)] if isinstance(extra, list) else []
         cap, test_fpr = block.get("max_fpr"), dig(block, "test", "fpr")
@@ -86,6 +113,7 @@ def _table(files: RunFiles) -> list[str]:
     headers = ["", "split", "strategy", "threshold", "precision", "recall", "F1", "FPR"]
     headers += ["false positives", "false negatives"]
     parts = [table(headers, rows)]
+    parts.append(interval_legend(files, intervals, "precision, recall and FPR, from the counts"))
     parts += [f'<p class="na">{esc(note)}</p>' for note in notes]
     return parts
 

@@ -6,13 +6,17 @@ from typing import Any
 
 from shipml.evaluate.plots import scatter_frontier
 from shipml.evaluate.report_html import Raw, Section, esc, facts, figure, not_available, table
-from shipml.evaluate.rundir import RunFiles
+from shipml.evaluate.report_intervals import ci_method, interval_legend, interval_text, level
+from shipml.evaluate.rundir import RunFiles, dig
 
 __all__ = ["frontier"]
 
 
-def _ci(r: dict[str, Any]) -> str:
-    return "" if r.get("ci_low") is None else f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+def _with_method(r: dict[str, Any], headline: str, files: RunFiles) -> dict[str, Any]:
+    """A frontier row's interval with its method: the row's own "ci_method", else the method metrics.json
+    records for the same headline metric (every package is scored by the same function)."""
+    method = r.get("ci_method") or ci_method(dig(files.metrics, "test", headline))
+    return {"ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "ci_method": method}
 
 
 def _f(x: float | None, spec: str, suffix: str = "") -> str:
@@ -27,18 +31,19 @@ def frontier(files: RunFiles) -> Section:
         why = files.problems.get("frontier.json") or "not compressed yet: `shipml compress <run>` measures variants"
         return Section("frontier", title, not_available(why))
     rows, head = doc["rows"], doc.get("headline", "accuracy")
-    headers = ["variant", f"test {head}", "95% CI", "drop", "p50 ms (batch 1)", "p99 ms", "rows/s "
+    intervals = [_with_method(r, head, files) for r in rows]
+    headers = ["variant", f"test {head}", f"{level(files)} CI", "drop", "p50 ms (batch 1)", "p99 ms", "rows/s "
                f"(batch {rows[0].get('batch_size', '?')})", "throughput x fp32", "package MB", "peak MB", "parity"]
     body_rows = []
-    for r in rows:
+    for r, ci in zip(rows, intervals, strict=True):
         name = f"{r['name']} (selected)" if r["name"] == doc.get("selected") else r["name"]
         parity = r.get("parity_agreement")
         drop, speed = r.get(f"{head}_drop"), r.get("speedup_throughput")
-        body_rows.append([name, _f(r.get(head), ".4f"), _ci(r), _f(drop, "+.4f"), _f(r["p50_ms"], ".3g"),
+        body_rows.append([name, _f(r.get(head), ".4f"), interval_text(ci), _f(drop, "+.4f"), _f(r["p50_ms"], ".3g"),
                           _f(r["p99_ms"], ".3g"), _f(r["rows_per_s"], ",.0f"), _f(speed, ".2f", "x"),
                           _f(r["package_mb"], ".3g"), _f(r["peak_mb"], ".0f"),
                           "" if parity is None else f"{parity:.4f} agree"])
-    body = [table(headers, body_rows)]
+    body = [table(headers, body_rows), interval_legend(files, intervals, head)]
     xl, yl = "p50 latency at batch 1 (ms)", f"test {head}"
     points = [{"name": r["name"], xl: r["p50_ms"], yl: r[head]} for r in rows if r.get(head) is not None]
     if len(points) >= 2:

@@ -21,6 +21,7 @@ from shipml.evaluate.plots import (
 )
 from shipml.evaluate.report_decision import decision_parts
 from shipml.evaluate.report_html import Raw, Section, esc, facts, figure, not_available, num, table
+from shipml.evaluate.report_intervals import NO_SPREAD, interval_legend, interval_text, level, method_name, with_ci
 from shipml.evaluate.rundir import RunFiles, dig
 
 __all__ = ["comparison", "learning_curves", "overview", "results"]
@@ -53,16 +54,15 @@ def _scalars(block: Any) -> dict[str, dict[str, Any]]:
 
 
 def _with_ci(entry: dict[str, Any] | None) -> str:
-    if entry is None:
-        return "–"
-    low, high = entry.get("ci_low"), entry.get("ci_high")
-    interval = f" [{num(low)}, {num(high)}]" if low is not None and high is not None else ""
-    return f"{num(entry['value'])}{interval}"
+    return "–" if entry is None else with_ci(entry["value"], entry)
 
 
 def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
-    """Whether two intervals overlap; None when either has none."""
+    """Whether two intervals overlap; None when either has none, or is a bootstrap one with no spread
+    (a point is not a measured uncertainty, so "they do not overlap" would claim more than is known)."""
     if None in (a.get("ci_low"), a.get("ci_high"), b.get("ci_low"), b.get("ci_high")):
+        return None
+    if interval_text(a) == NO_SPREAD or interval_text(b) == NO_SPREAD:
         return None
     return bool(a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"])
 
@@ -133,8 +133,9 @@ def _verdict(metric: str, model: dict[str, Any], baseline: dict[str, Any], name:
         return f"The model and the {name} baseline tie on {label} ({num(a)}). Deep learning did not earn its keep here."
     if overlap is None:
         return (
-            f"On {label} the {winner} is ahead ({scores}), but without confidence intervals "
-            "(evaluate.bootstrap: 0) this report cannot say whether the difference is more than chance."
+            f"On {label} the {winner} is ahead ({scores}), but without confidence intervals for both (evaluate."
+            "bootstrap: 0, or a bootstrap that showed no spread) this report cannot say whether the difference is "
+            "more than chance."
         )
     if winner == "model" and not overlap:
         return (
@@ -177,16 +178,16 @@ def comparison(files: RunFiles) -> Section:
         other = base_test.get(metric)
         better = _better(metric, entry["value"], other["value"]) if other else "–"
         overlap = _overlap(entry, other) if other else None
-        rows.append([_label(metric), _with_ci(entry), _with_ci(other), better, overlap, _with_ci(val.get(metric))])
+        cells = [_with_ci(entry), _with_ci(other), better, overlap, _with_ci(val.get(metric)), method_name(entry)]
+        rows.append([_label(metric), *cells])
     headers = ["metric", "model (test)", f"{base_name} (test)", "better", "intervals overlap", "model (val)"]
-    body = [table(headers, rows)]
+    body = [table([*headers, "interval"], rows)]
+    body.append(interval_legend(files, [*test.values(), *base_test.values(), *val.values()], "accuracy"))
     headline = HEADLINE.get(files.task_kind or "", "")
     headline = headline if headline in test else next(iter(test))
     if headline in base_test:
-        confidence = files.evaluate_option("confidence", 0.95)
-        level = f"{confidence * 100:g}%" if isinstance(confidence, int | float) else "confidence"
         n = dig(metrics, "test", "n")
-        verdict = _verdict(headline, test[headline], base_test[headline], base_name, level, n)
+        verdict = _verdict(headline, test[headline], base_test[headline], base_name, level(files), n)
         body.insert(0, Raw(f'<p class="verdict">{esc(verdict)}</p>'))
     else:
         why = "no baseline was fitted (evaluate.baseline: none)" if not baseline else "the baseline has no test metrics"
@@ -244,10 +245,25 @@ def _classification_results(files: RunFiles, test: Any) -> list[str]:
         return [not_available(files.missing("metrics.json")), *decision_parts(files)]
     base_per_class = dig(files.metrics, "baseline", "test", "per_class") or {}
     rows = [
-        [name, *(dig(m, k) for k in ("precision", "recall", "f1")), dig(base_per_class, name, "f1"), dig(m, "support")]
+        [
+            name,
+            *(with_ci(dig(m, k), dig(m, f"{k}_ci")) for k in ("precision", "recall")),
+            dig(m, "f1"),
+            dig(base_per_class, name, "f1"),
+            dig(m, "support"),
+        ]
         for name, m in per_class.items()
     ]
     parts = [table(["class", "precision", "recall", "F1", "baseline F1", "support"], rows)]
+    shown = [dig(m, f"{k}_ci") for m in per_class.values() for k in ("precision", "recall")]
+    parts.append(
+        interval_legend(
+            files,
+            shown,
+            "a class's precision, out of the rows predicted as it, and recall, "
+            "out of its rows; none where that count is 0",
+        )
+    )
     parts.append(figure(per_class_f1_svg(per_class), "F1 per class"))
     cm = _confusion(test, len(per_class))
     if cm is not None:

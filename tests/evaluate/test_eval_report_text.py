@@ -14,6 +14,7 @@ from test_eval_report import EVIL, Page  # the shared page parser of the report 
 
 from shipml.data.dataset import CleaningLog, Dataset
 from shipml.evaluate import binary_rates, classification_metrics, tune_threshold, write_report
+from shipml.evaluate.proportion import wilson_interval
 from shipml.evaluate.report_text import SNIPPET_CHARS
 
 CLASSES = ["ham", "spam"]
@@ -128,10 +129,18 @@ def test_decision_table(text_run: tuple[Path, str, Page]) -> None:
     assert "baseline (TF-IDF + logistic regression)" in results
     table = _section(html, "results").split("<h3>Decision threshold</h3>")[1]
     row = table.split("<tr><td>model</td><td>test</td>")[1].split("</tr>")[0]
-    rates = metrics["decision"]["test"]
-    cells = re.findall(r'<td class="n">([^<]*)</td>', row)
-    expected = [f"{rates[k]:.4g}" for k in ("precision", "recall", "f1", "fpr")]
-    assert cells == [*expected, str(rates["fp"]), str(rates["fn"])]
+    r = metrics["decision"]["test"]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)[2:]  # after strategy and threshold
+
+    def wilson(value: float, k: int, n: int) -> str:  # the proportions carry their 95% Wilson interval
+        low, high = wilson_interval(k, n, 0.95)
+        return f"{value:.4g} [{low:.4g}, {high:.4g}]"
+
+    precision = wilson(r["precision"], r["tp"], r["tp"] + r["fp"])
+    recall = wilson(r["recall"], r["tp"], r["tp"] + r["fn"])
+    fpr = wilson(r["fpr"], r["fp"], r["fp"] + r["tn"])
+    assert cells == [precision, recall, f"{r['f1']:.4g}", fpr, str(r["fp"]), str(r["fn"])]
+    assert "Wilson score interval for proportions (precision, recall and FPR" in results
 
 
 def test_pr_curve_with_operating_points(text_run: tuple[Path, str, Page]) -> None:
