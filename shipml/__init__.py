@@ -11,7 +11,6 @@
 
 __version__ = "0.1.0"
 
-from shipml.config import Config, load_config
 from shipml.errors import (
     ConfigError,
     DataError,
@@ -22,8 +21,8 @@ from shipml.errors import (
     TrainError,
 )
 
-# torch-backed names load on first use, so `import shipml.runtime` (serving) never pulls in torch
-_LAZY = {"Run": "shipml.run", "train": "shipml.run", "list_tasks": "shipml.tasks", "export_run": "shipml.export",
+# names load on first use, so `import shipml.runtime` (prediction, serving) pulls in neither torch nor pydantic
+_LAZY = {"Config": "shipml.config", "load_config": "shipml.config", "Run": "shipml.run", "train": "shipml.run", "list_tasks": "shipml.tasks", "export_run": "shipml.export",
          "compress_run": "shipml.compress", "Package": "shipml.runtime"}
 
 

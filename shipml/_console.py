@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["Reporter"]
+__all__ = ["Reporter", "print_summary"]
 
 
 class _Bar:
@@ -57,3 +57,24 @@ class Reporter:
         with progress:
             tid = progress.add_task(description, total=total, note="")
             yield _Bar(progress, tid)
+
+
+def print_summary(title: str, head: str, metrics: dict[str, Any]) -> None:
+    """The test headline of a run and its baseline, with the 95% CI (and the interval's method when known)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("model", head, "95% CI"):
+        table.add_column(col)
+    rows = [("shipml", metrics.get("test"))]
+    if "baseline" in metrics:
+        rows.append((metrics["baseline"]["name"], metrics["baseline"]["test"]))
+    for name, m in rows:
+        if m is None or head not in m:
+            continue
+        v = m[head]
+        ci = "" if v.get("ci_low") is None else f"[{v['ci_low']:.4f}, {v['ci_high']:.4f}]"
+        if ci and v.get("ci_method"):
+            ci += f" {v['ci_method']}"
+        table.add_row(name, f"{v['value']:.4f}", ci)
+    Console(stderr=True).print(table)

@@ -87,6 +87,9 @@ def predict(
 ) -> None:
     """Predict: one row per input, with the label and class probabilities. A package runs through
     onnxruntime alone (torch is not imported); a run directory uses its PyTorch model."""
+    if not source.exists():
+        raise ShipmlError(f"{source} does not exist; give a run directory (runs/<id>) or a package folder "
+                          "(runs/<id>/package, runs/<id>/variants/<name>)")
     if (source / "signature.json").is_file():
         from shipml.runtime import Package
 

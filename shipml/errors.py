@@ -10,6 +10,9 @@ to fix it. The CLI prints the message (no traceback) and exits with status 2.
     ├── ExportError     a model cannot be exported or packaged
     ├── RegistryError   the artifact store or catalog refuses an operation
     └── ServeError      the server cannot load or answer
+
+    ShipmlWarning (a UserWarning): something was accepted but may not be what the user meant
+    (e.g. duplicate column names in a CSV header)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ __all__ = [
     "RegistryError",
     "ServeError",
     "ShipmlError",
+    "ShipmlWarning",
     "TrainError",
 ]
 
@@ -51,3 +55,7 @@ class RegistryError(ShipmlError):
 
 class ServeError(ShipmlError):
     """The server cannot load a model or answer a request."""
+
+
+class ShipmlWarning(UserWarning):
+    """Input was accepted, but may not mean what the user intended; the message says what to check."""

@@ -8,14 +8,8 @@ A run directory (documented in docs/runs.md) is the artifact later stages read:
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import platform
 import secrets
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,49 +19,53 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save
 
-from shipml._console import Reporter
+from shipml._console import Reporter, print_summary
 from shipml.config import Config, dump_config, load_config, parse_config
-from shipml.data import load_dataset, message_text, read_images, read_table
-from shipml.data.dataset import CleaningLog, Dataset
+from shipml.core.files import atomic_write_bytes, atomic_write_json, exclusive
+from shipml.core.machine import library_versions, machine_info
+from shipml.data import load_dataset
+from shipml.data.dataset import Dataset
 from shipml.errors import DataError, TrainError
 from shipml.evaluate import HEADLINE, write_report
-from shipml.scorecard import score
-from shipml.tasks import ClassificationTask, Task, get_task_class
-from shipml.training import fit, predict_outputs
-from shipml.training.checkpoint import atomic_write_bytes
+from shipml.runtime.predict import Network, Predictor
+from shipml.scorecard import check_scoring, score
+from shipml.tasks import Task, get_task_class
+from shipml.training import fit
 
 __all__ = ["Run", "train"]
-
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-_TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".pq"}
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object the run directory holds; a damaged one is a TrainError naming the file, not a traceback."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrainError(f"{path} is missing: the run's {what} is not there") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise TrainError(f"{path} is not valid JSON ({err}): the run's {what} is damaged. Restore it, or start a "
+                         "new run") from None
+    if not isinstance(obj, dict):
+        raise TrainError(f"{path} holds a JSON {type(obj).__name__}, not an object: the run's {what} is damaged")
+    return obj
 
 
 def _environment(precision: str, threads: int) -> dict[str, Any]:
-    import accelerate
-    import sklearn
+    return {**machine_info(), "threads": threads, "precision": precision,
+            **library_versions("torch", "numpy", "pandas", "scikit-learn", "accelerate", "transformers")}
 
-    from shipml import __version__
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
-            "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "sklearn": sklearn.__version__, "accelerate": accelerate.__version__,
-            "shipml": __version__, "precision": precision}
+def _torch_network(model: torch.nn.Module) -> Network:
+    """The run's PyTorch model as the runtime's network: numpy feeds -> (B, k) float32 outputs."""
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            out = model(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()})
+        return out.float().reshape(len(out), -1).numpy()
+
+    return run
 
 
 def _resolve(cfg: Config | str | Path | dict[str, Any], overrides: list[str] | None) -> Config:
@@ -104,9 +102,10 @@ def train(config: Config | str | Path | dict[str, Any], *, overrides: list[str] 
     if run_dir.exists() and any(run_dir.iterdir()):
         raise TrainError(f"{run_dir} already exists and is not empty; resume it with `shipml train --resume {run_dir}`")
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
-    _write_json(run_dir / "data.json", data.summary())
     task.fit(data)
+    check_scoring(cfg, task)  # before minutes of training, not after
+    atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
+    atomic_write_json(run_dir / "data.json", data.summary())
     run = Run(run_dir)
     run._save_task(task)
     run._write_status("training", created=_now())
@@ -132,15 +131,22 @@ class Run:
     # ------------------------------------------------------------------ state on disk
     @property
     def info(self) -> dict[str, Any]:
+        """run.json: status, timings, environment ({} before training starts)."""
         p = self.path / "run.json"
-        return json.loads(p.read_text()) if p.exists() else {}
+        return _read_json(p, "status record") if p.exists() else {}
 
     @property
     def metrics(self) -> dict[str, Any]:
         p = self.path / "metrics.json"
         if not p.exists():
             raise TrainError(f"{self.path} has no metrics.json yet; run `shipml evaluate {self.path}`")
-        return json.loads(p.read_text())
+        return _read_json(p, "metrics")
+
+    def _recorded_fingerprint(self) -> str:
+        fp = _read_json(self.path / "data.json", "data summary").get("fingerprint")
+        if not isinstance(fp, str):
+            raise TrainError(f"{self.path / 'data.json'} has no fingerprint: the run's data summary is damaged")
+        return fp
 
     @property
     def id(self) -> str:
@@ -148,8 +154,9 @@ class Run:
 
     def _write_status(self, status: str, **fields: Any) -> None:
         info = self.info | {"id": self.id, "name": self.config.name, "task": self.config.task.name,
-                            "status": status, "seed": self.config.seed} | fields
-        _write_json(self.path / "run.json", info)
+                            "task_kind": get_task_class(self.config.task.name).kind, "status": status,
+                            "seed": self.config.seed} | fields
+        atomic_write_json(self.path / "run.json", info)
 
     def _save_task(self, task: Task) -> None:
         """model/task.json and the task's asset files (e.g. tokenizer.json): what rebuilds the model."""
@@ -157,7 +164,7 @@ class Run:
         folder.mkdir(exist_ok=True)
         for name, content in task.files().items():
             atomic_write_bytes(folder / name, content)
-        _write_json(folder / "task.json", task.assets())
+        atomic_write_json(folder / "task.json", task.assets())
 
     @property
     def task(self) -> Task:
@@ -166,7 +173,7 @@ class Run:
             p = self.path / "model" / "task.json"
             if not p.exists():
                 raise TrainError(f"{self.path} has no fitted task; it did not get past data loading")
-            assets = json.loads(p.read_text())
+            assets = _read_json(p, "fitted task (model/task.json)")
             task = get_task_class(assets["task"]).from_assets(assets)
             task.load_files(p.parent)
             self._task = task
@@ -193,18 +200,24 @@ class Run:
         run = cls(path)
         reporter = Reporter(quiet=quiet)
         if run.info.get("status") == "finished":
-            reporter.info(f"{run.path} is already finished")
-            return run
+            if (run.path / "model" / "model.safetensors").is_file():
+                reporter.info(f"{run.path} is already finished")
+                return run
+            # the final weights were deleted: the last checkpoint (and best.safetensors) rebuild them exactly
+            reporter.warn(f"{run.path} is finished but model/model.safetensors is gone; rebuilding it from the "
+                          "checkpoints")
         task = run.task
         data = load_dataset(run.config.data, seed=run.config.seed, task_kind=task.kind, kind=task.data_kind)
-        recorded = json.loads((run.path / "data.json").read_text())["fingerprint"]
+        recorded = run._recorded_fingerprint()
         if data.fingerprint != recorded:
             raise DataError(f"the data at {run.config.data.path} changed since {run.path} started "
                             f"(fingerprint {data.fingerprint[:12]} != {recorded[:12]}); start a new run instead")
         return run._train(task, data, resume=True, reporter=reporter)
 
     def _train(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter) -> Run:
-        with _exclusive(self.path):
+        # two processes training one run would corrupt it; the OS drops the lock when its holder dies
+        busy = TrainError(f"{self.path} is being trained by another process; wait for it or stop it")
+        with exclusive(self.path / ".lock", busy):
             return self._train_locked(task, data, resume=resume, reporter=reporter)
 
     def _train_locked(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter) -> Run:
@@ -235,127 +248,32 @@ class Run:
         reporter = Reporter(quiet=quiet)
         if data is None:
             data = load_dataset(cfg.data, seed=cfg.seed, task_kind=task.kind, kind=task.data_kind)
-            recorded = json.loads((self.path / "data.json").read_text())["fingerprint"]
-            if data.fingerprint != recorded:
+            if data.fingerprint != self._recorded_fingerprint():
                 reporter.warn("the data changed since training; metrics are on the current data")
-        out, changed = score(self.path, cfg, task, self.model, data, tune=tune, reporter=reporter)
-        if changed:
-            self._save_task(task)
+        out, decision = score(self.path, cfg, task, self.model, data, tune=tune, reporter=reporter)
+        if decision is not None and decision != task.prep.get("decision"):
+            self._save_task(task.with_decision(decision))
+            self._task = None  # read back from model/task.json on next use
         if not quiet:
-            self._print_summary(out)
+            print_summary(f"{self.id}: test {HEADLINE[task.kind]}", HEADLINE[task.kind], out)
         return out
-
-    def _print_summary(self, metrics: dict[str, Any]) -> None:
-        from rich.console import Console
-        from rich.table import Table
-
-        head = HEADLINE[self.task.kind]
-        table = Table(title=f"{self.id}: test {head}")
-        for col in ("model", head, "95% CI"):
-            table.add_column(col)
-        rows = [("shipml", metrics.get("test"))]
-        if "baseline" in metrics:
-            rows.append((metrics["baseline"]["name"], metrics["baseline"]["test"]))
-        for name, m in rows:
-            if m is None:
-                continue
-            v = m[head]
-            ci = "" if v.get("ci_low") is None else f"[{v['ci_low']:.4f}, {v['ci_high']:.4f}]"
-            table.add_row(name, f"{v['value']:.4f}", ci)
-        Console(stderr=True).print(table)
 
     def report(self) -> Path:
         """(Re)write report.html from the files in the run directory."""
         return write_report(self.path)
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, x: Any) -> pd.DataFrame:
-        """Predict for new data: a DataFrame or table file (tabular and text tasks; text tasks also take a
-        list of strings); an (N,H,W[,C]) uint8 array, an image file, a folder of images or a list of image
-        paths (image tasks)."""
-        task = self.task
-        sources: list[str] | None = None
-        if task.data_kind == "images":
-            images, sources = self._images_from(x)
-            inputs = task.encode(None, images)
-        else:
-            if task.data_kind == "text" and not isinstance(x, pd.DataFrame):
-                x, sources = self._texts_from(x)
-            frame = x if isinstance(x, pd.DataFrame) else read_table(Path(x))
-            try:
-                inputs = task.encode(frame, None)
-            except ValueError as err:
-                raise DataError(str(err)) from None
-        n = len(next(iter(inputs.values())))
-        pred = task.postprocess(predict_outputs(self.model, task, inputs, np.arange(n)))
-        out = pd.DataFrame({"source": sources} if sources is not None else {})
-        if isinstance(task, ClassificationTask):
-            assert task.classes is not None
-            decided = task.decide(pred)  # argmax, or the tuned threshold of a binary task
-            out["prediction"] = [task.classes[i] for i in decided]
-            out["confidence"] = pred[np.arange(n), decided]
-            for j, c in enumerate(task.classes):
-                out[f"proba:{c}"] = pred[:, j]
-        else:
-            out["prediction"] = pred
-        return out
+    def spec(self) -> dict[str, Any]:
+        """What the model's inputs and outputs mean (the signature.json a package of this run carries, less the
+        network's own inputs): the runtime's one input path reads it."""
+        return self.task.spec(self.config.data.email.model_dump(mode="json"))
 
-    def _texts_from(self, x: Any) -> tuple[pd.DataFrame | Path, list[str] | None]:
-        """Text inputs: a list of strings, a table file, or raw emails (one file, or a folder of them),
-        parsed with the run's `data.email` settings exactly as in training."""
-        col = self.task.prep["text_column"]
-        if isinstance(x, (list, tuple)):
-            return pd.DataFrame({col: [str(t) for t in x]}), None
-        p = Path(x)
-        if not p.exists():
-            raise DataError(f"{p} does not exist; give a table file, an email file or a folder of emails")
-        if p.is_file() and p.suffix.lower() in _TABLE_SUFFIXES:
-            return p, None
-        files = sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")) if p.is_dir() else [p]
-        if not files:
-            raise DataError(f"no files found in {p}")
-        em = self.config.data.email
-        texts = [message_text(f.read_bytes(), headers=em.headers, body=em.body, max_chars=em.max_chars)
-                 for f in files]
-        return pd.DataFrame({col: texts}), [str(f) for f in files]
+    def predictor(self) -> Predictor:
+        return Predictor(self.spec(), self.path / "model", where=self.path)
 
-    def _images_from(self, x: Any) -> tuple[np.ndarray, list[str]]:
-        h, w = self.task.prep["size"]
-        c = self.task.prep["channels"]
-        if isinstance(x, np.ndarray):
-            arr = x[..., None] if x.ndim == 3 else x
-            if arr.ndim != 4 or arr.shape[1:] != (h, w, c) or arr.dtype != np.uint8:
-                raise DataError(f"expected uint8 images of shape (N, {h}, {w}, {c}), got {arr.dtype} {x.shape}")
-            return arr, [str(i) for i in range(len(arr))]
-        paths: list[Path]
-        if isinstance(x, (list, tuple)):
-            paths = [Path(p) for p in x]
-        else:
-            p = Path(x)
-            if not p.exists():
-                raise DataError(f"{p} does not exist; give an image file or a folder of images")
-            paths = sorted(q for q in p.rglob("*") if q.suffix.lower() in _IMAGE_SUFFIXES) if p.is_dir() else [p]
-        if not paths:
-            raise DataError(f"no images found in {x}")
-        log = CleaningLog()
-        images, ok = read_images(paths, (h, w), c, log)
-        for item in log.skipped:
-            Reporter().warn(f"skipped {item['item']}: {item['reason']}")
-        if not len(ok):
-            raise DataError(f"none of the {len(paths)} images could be read")
-        return images, [str(paths[i]) for i in ok]
-
-
-@contextmanager
-def _exclusive(run_dir: Path) -> Iterator[None]:
-    """Hold an advisory lock on the run directory: two processes training one run would corrupt it.
-    The OS drops the lock when its holder dies, so a killed run can be resumed at once."""
-    with open(run_dir / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TrainError(f"{run_dir} is being trained by another process; wait for it or stop it") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    def predict(self, x: Any, *, batch_size: int = 32) -> pd.DataFrame:
+        """Predict for new data, through the same input path a package uses (`shipml.runtime`): a DataFrame,
+        row dicts or a table file (tabular and text tasks; text tasks also take a list of strings and raw
+        email files or folders); an (N,H,W[,C]) uint8 array, an image file, a folder of images or a list of
+        image paths (image tasks). Same columns as `Package.predict`."""
+        return self.predictor().predict(x, _torch_network(self.model), batch_size=batch_size)

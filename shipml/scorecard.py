@@ -20,7 +20,9 @@ from PIL import Image
 
 from shipml._console import Reporter
 from shipml.config import Config
+from shipml.core.files import atomic_write_bytes
 from shipml.data.dataset import Dataset
+from shipml.errors import ConfigError
 from shipml.evaluate import (
     ThresholdWarning,
     binary_rates,
@@ -29,22 +31,34 @@ from shipml.evaluate import (
     regression_metrics,
     tune_threshold,
 )
+from shipml.runtime.predict import decide
 from shipml.tasks import ClassificationTask, Task
-from shipml.tasks.base import decide
 from shipml.training import predict_outputs
-from shipml.training.checkpoint import atomic_write_bytes
 
-__all__ = ["choose_decision", "score"]
+__all__ = ["check_scoring", "choose_decision", "score"]
 
 TEXT_CHARS = 2000  # how much of each test text predictions.parquet keeps (for the report's error analysis)
+
+
+def check_scoring(cfg: Config, task: Task) -> None:
+    """Settings scoring will need, checked once the task knows its classes and before any training: a typo
+    in task.threshold.positive must not cost a whole training run."""
+    th = cfg.task.threshold
+    if th.positive is None or not isinstance(task, ClassificationTask) or task.classes is None:
+        return
+    if th.positive not in task.classes:
+        raise ConfigError(f"task.threshold.positive: {th.positive!r} is not a class of this data set; classes: "
+                          f"{task.classes}. Set it to one of them (the class the threshold is tuned for)")
+    if th.strategy != "argmax" and task.n_classes != 2:
+        raise ConfigError(f"task.threshold.strategy: {th.strategy!r} tunes a binary decision, but the data set has "
+                          f"{task.n_classes} classes; use strategy: argmax")
 
 
 def _positive(task: ClassificationTask, data: Dataset, cfg: Config) -> int:
     assert task.classes is not None
     wanted = cfg.task.threshold.positive
     if wanted is not None:
-        if wanted not in task.classes:
-            raise ValueError(f"task.threshold.positive: {wanted!r} is not a class; classes: {task.classes}")
+        check_scoring(cfg, task)
         return task.classes.index(wanted)
     counts = np.bincount(data.y("train"), minlength=2)
     return int(np.argmin(counts)) if counts[0] != counts[1] else 1  # the rarer class: spam, fraud, defect
@@ -64,15 +78,16 @@ def choose_decision(y_val: np.ndarray, proba_val: np.ndarray | None, pos: int, c
 
 
 def score(run_dir: Path, cfg: Config, task: Task, model: Any, data: Dataset, *, tune: bool,
-          reporter: Reporter) -> tuple[dict[str, Any], bool]:
+          reporter: Reporter) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Compute and write metrics.json and predictions.parquet. With `tune`, a binary classifier's decision
-    threshold is (re)tuned on validation; returns the metrics and whether the task's decision changed."""
+    threshold is (re)tuned on validation. Returns the metrics and the decision rule they were scored with
+    (the caller saves it with the task when it differs from `task.prep["decision"]`; `task` is not changed)."""
     ev = cfg.evaluate
     inputs = task.encode_dataset(data)
     proba = {s: task.postprocess(predict_outputs(model, task, inputs, data.indices(s)))
              for s in ("val", "test") if len(data.indices(s))}
     binary = isinstance(task, ClassificationTask) and task.n_classes == 2
-    changed = False
+    decision = task.prep.get("decision") if binary else None
     if binary and tune:
         assert isinstance(task, ClassificationTask)
         decision = choose_decision(data.y("val"), proba.get("val"), _positive(task, data, cfg), cfg)
@@ -80,9 +95,6 @@ def score(run_dir: Path, cfg: Config, task: Task, model: Any, data: Dataset, *, 
             reporter.warn("no validation split: the decision threshold stays at argmax")
         for note in decision.get("notes", []):
             reporter.warn(note)
-        changed = task.prep.get("decision") != decision
-        task.prep["decision"] = decision
-    decision = task.prep.get("decision") if binary else None
 
     def metrics_of(y: np.ndarray, p: np.ndarray, dec: dict[str, Any] | None) -> dict[str, Any]:
         if task.kind == "classification":
@@ -111,7 +123,7 @@ def score(run_dir: Path, cfg: Config, task: Task, model: Any, data: Dataset, *, 
     atomic_write_bytes(run_dir / "metrics.json", (json.dumps(out, indent=2) + "\n").encode())
     if "test" in proba:
         _write_predictions(run_dir, task, data, proba["test"], decision, baseline_cols)
-    return out, changed
+    return out, decision
 
 
 def _decision_report(decision: dict[str, Any], data: Dataset, proba: dict[str, np.ndarray],
@@ -153,9 +165,9 @@ def _write_predictions(run_dir: Path, task: Task, data: Dataset, pred: np.ndarra
         df["image_png"] = [_thumbnail(data.images[i]) for i in idx]
     elif data.kind == "text":
         df["text"] = [str(t)[:TEXT_CHARS] for t in data.frame[data.features[0]].iloc[idx]]
-    else:
-        for col in data.features:
-            df[f"feature:{col}"] = data.frame[col].iloc[idx].to_numpy()
+    else:  # all columns at once: added one by one, a 50,000-column table took quadratic time
+        feats = data.frame[list(data.features)].iloc[idx].reset_index(drop=True)
+        df = pd.concat([df, feats.add_prefix("feature:")], axis=1)
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     atomic_write_bytes(run_dir / "predictions.parquet", buf.getvalue())

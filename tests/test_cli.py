@@ -25,11 +25,11 @@ def _tree_digest(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def mnist_slice(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """40 real MNIST digits per class, plus one file that only pretends to be a PNG."""
+def mnist_slice(small_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 real MNIST digits per class (tests/fixtures/mnist400.tar.gz), plus one file that only pretends to be a PNG."""
     root = tmp_path_factory.mktemp("slice") / "digits"
     per_class: dict[str, int] = {}
-    with tarfile.open(shared_data / "mnist5k.tar.gz") as tar:
+    with tarfile.open(small_data / "mnist400.tar.gz") as tar:
         for m in tar:
             parts = Path(m.name).parts
             if not m.isfile() or len(parts) < 3:
@@ -106,7 +106,10 @@ def _write(tmp: Path, name: str, text: str) -> Path:
         ({"c.yaml": "data: {path: 'sklearn:iris'}\ntask: {name: text-classifier}\n"}, ["train", "c.yaml"],
          "registered tasks"),
         ({}, ["train", "--resume", "not-a-run"], "not a shipml run directory"),
-        ({}, ["predict", "not-a-run", "x.csv"], "not a shipml run directory"),
+        ({}, ["predict", "not-a-run", "x.csv"], "not-a-run does not exist"),
+        ({"folder/x": ""}, ["predict", "folder", "x.csv"], "not a shipml run directory"),
+        ({"c.yaml": "data: {path: 'sklearn:iris'}\ntask: {name: tabular-classification, threshold: "
+                    "{strategy: max_f1, positive: virginca}}\n"}, ["train", "c.yaml"], "positive: 'virginca'"),
         ({}, ["init", "--data", "nowhere.csv"], "nowhere.csv"),
     ],
 )

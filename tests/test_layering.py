@@ -1,7 +1,8 @@
 """Layering is a test: imports may only point down the room order of DESIGN.md.
 
-    errors, _console  <-  config  <-  data  <-  tasks  <-  training, evaluate  <-  scorecard
-        <-  run, quickstart, scaffold  <-  cli
+    errors, _console  <-  core  <-  runtime  (torch-free, pydantic-free: a predict-only install)
+    errors, core  <-  config  <-  data  <-  tasks (+ runtime)  <-  training, evaluate  <-  scorecard
+        <-  run  <-  export  <-  compress  <-  quickstart, scaffold  <-  cli
 """
 
 from __future__ import annotations
@@ -17,26 +18,31 @@ PKG = Path(__file__).resolve().parents[1] / "shipml"
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "_console": set(),
+    "core": {"errors"},
     "config": {"errors"},
-    "data": {"errors", "config"},
-    "tasks": {"errors", "config", "data"},
-    "evaluate": {"errors", "config", "data"},
-    "training": {"errors", "config", "data", "tasks", "_console"},
-    "scorecard": {"errors", "config", "data", "tasks", "training", "evaluate", "_console"},
-    "run": {"errors", "config", "data", "tasks", "training", "evaluate", "scorecard", "_console", "__init__"},
-    "runtime": {"errors", "data"},
-    "export": {"errors", "config", "data", "tasks", "training", "evaluate", "runtime", "run", "scorecard", "_console",
-               "__init__"},
+    "runtime": {"errors", "core"},
+    "data": {"errors", "config", "core"},
+    "tasks": {"errors", "config", "data", "core", "runtime"},
+    "evaluate": {"errors", "config", "data", "core"},
+    "training": {"errors", "config", "data", "core", "tasks", "_console"},
+    "scorecard": {"errors", "config", "data", "core", "runtime", "tasks", "training", "evaluate", "_console"},
+    "run": {"errors", "config", "data", "core", "runtime", "tasks", "training", "evaluate", "scorecard", "_console",
+            "__init__"},
+    "export": {"errors", "config", "data", "core", "tasks", "training", "evaluate", "runtime", "run", "scorecard",
+               "_console", "__init__"},
     "compress": {
-        "errors", "config", "data", "tasks", "training", "evaluate", "runtime", "run", "scorecard", "export", "_console"
+        "errors", "config", "data", "core", "tasks", "training", "evaluate", "runtime", "run", "scorecard", "export",
+        "_console"
     },
-    "quickstart": {"errors", "config", "run", "export", "compress", "runtime", "_console"},
-    "scaffold": {"errors", "config", "data", "tasks"},
+    "quickstart": {"errors", "config", "core", "run", "export", "compress", "runtime", "_console"},
+    "scaffold": {"errors", "config", "core", "data", "tasks"},
     "cli": {"*"},
     "__init__": {"errors", "config", "run", "tasks"},
 }
 # rooms that must never import torch (they run where torch is not installed, or need not be)
-NO_TORCH = {"errors", "config", "data", "evaluate", "_console", "runtime"}
+NO_TORCH = {"errors", "config", "data", "evaluate", "_console", "runtime", "core"}
+# rooms a predict-only install runs: no pydantic (config), no data room either
+NO_PYDANTIC = {"errors", "core", "runtime"}
 
 
 def _room(path: Path) -> str:
@@ -71,6 +77,8 @@ def test_imports_point_down(path: Path) -> None:
         parts = mod.split(".")
         if parts[0] == "torch" or parts[0] == "accelerate":
             assert room not in NO_TORCH, f"{path.relative_to(PKG)} imports {mod}; room {room!r} must not use torch"
+        if parts[0] in ("pydantic", "yaml"):
+            assert room not in NO_PYDANTIC, f"{path.relative_to(PKG)} imports {mod}; room {room!r} must not"
         if parts[0] != "shipml":
             continue
         target = parts[1] if len(parts) > 1 else "__init__"

@@ -8,11 +8,11 @@ cache_dir()                                                      where unpacked 
                                                                  and parsed email texts live
 """
 
+from shipml.core.email import message_text
 from shipml.data.cache import cache_dir
 from shipml.data.clean import category_text
 from shipml.data.dataset import SPLITS, CleaningLog, Dataset
 from shipml.data.decode import read_images
-from shipml.data.email import message_text
 from shipml.data.fetch import FetchReport, fetch_dataset, list_fetchers
 from shipml.data.inspect import DataProfile, infer_data
 from shipml.data.load import load_dataset

@@ -7,11 +7,10 @@ leave a half-written entry that a later run would trust.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 
+from shipml.core.files import atomic_write_bytes, file_sha256
 from shipml.errors import DataError
 
 __all__ = ["atomic_write_bytes", "cache_dir", "cache_subdir", "file_sha256"]
@@ -34,24 +33,3 @@ def cache_subdir(name: str) -> Path:
             "set SHIPML_CACHE to a writable folder"
         ) from None
     return path
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 hex of a file's bytes, read in chunks so large archives do not fill memory."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

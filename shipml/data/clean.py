@@ -7,9 +7,7 @@ the `CleaningLog`, with counts, so the user can see why 5,000 rows became 4,912.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from shipml.config import DataConfig
+from shipml.core.values import category_text, finite_numbers, map_values, value_text
 from shipml.data.dataset import CleaningLog
 from shipml.errors import DataError
 
@@ -72,43 +71,8 @@ def _rownums(index: pd.Index, limit: int = 5) -> str:
     return shown + (f", ... ({len(index)} in all)" if len(index) > limit else "")
 
 
-def _text(v: Any) -> str | None:
-    """A value as category text: missing -> None, 1.0 -> "1", True -> "True"."""
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return str(int(v)) if float(v).is_integer() else repr(float(v))
-    return str(v)
-
-
-def _map_values(values: pd.Series, fn: Callable[[Any], str | None]) -> np.ndarray:
-    """fn over every value, computed once per distinct value (columns repeat a few values many times)."""
-    out = np.empty(len(values), dtype=object)
-    seen: dict[tuple[type, Any], str | None] = {}  # keyed by type too: 1, 1.0 and True are equal keys
-    for i, v in enumerate(values.to_numpy(dtype=object)):
-        try:
-            key = (type(v), v)
-            out[i] = seen[key] if key in seen else seen.setdefault(key, fn(v))
-        except TypeError:  # unhashable, e.g. a list from JSONL
-            out[i] = fn(v)
-    return out
-
-
-def category_text(values: pd.Series) -> pd.Series:
-    """Categorical values as strings (object dtype, missing kept as NaN); use it at prediction time too."""
-    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):  # fast path: already text
-        return pd.Series(values.to_numpy(dtype=object, na_value=np.nan), index=values.index, dtype=object)
-    out = _map_values(values, _text)
-    out[pd.isna(out)] = np.nan  # None -> NaN
-    return pd.Series(out, index=values.index, dtype=object)
-
-
 def _label(v: Any) -> str | None:
-    text = _text(v)
+    text = value_text(v)
     if text is None:
         return None
     text = " ".join(text.split())
@@ -140,7 +104,7 @@ def drop_missing_target(rows: Rows, target: str, log: CleaningLog) -> Rows:
 def normalise_labels(rows: Rows, target: str, log: CleaningLog) -> Rows:
     """Classification labels as tidy strings; spellings differing only in case become one class."""
     raw = rows.frame[target]
-    labels = pd.Series(_map_values(raw, _label), index=raw.index, dtype=object)
+    labels = pd.Series(map_values(raw, _label), index=raw.index, dtype=object)
     changed = int(
         (raw.map(lambda v: isinstance(v, str)).to_numpy(bool) & (raw.to_numpy(object) != labels.to_numpy())).sum()
     )
@@ -168,14 +132,14 @@ def normalise_labels(rows: Rows, target: str, log: CleaningLog) -> Rows:
 def coerce_regression_target(rows: Rows, target: str) -> Rows:
     """A regression target must be numbers; anything else is a data problem the user must fix."""
     col = rows.frame[target]
-    values = pd.to_numeric(col, errors="coerce").astype(np.float64)
-    bad = values.isna() | np.isinf(values)
+    values, _ = finite_numbers(col)  # inf and |x| > float32 max are not usable targets either
+    bad = np.isnan(values)
     if bad.any():
         examples = _names(list(dict.fromkeys(str(v) for v in col[bad]))[:5])
         raise DataError(
-            f"target {target!r} must be numeric for a regression task, but {int(bad.sum())} rows are not "
-            f"(values {examples} at rows {_rownums(col.index[bad])}, counting data rows from 1). "
-            "Fix those values, or use a classification task"
+            f"target {target!r} must be finite numbers within float32 range (|x| <= 3.4e38) for a regression "
+            f"task, but {int(bad.sum())} rows are not (values {examples} at rows {_rownums(col.index[bad])}, "
+            "counting data rows from 1). Fix those values, or use a classification task"
         )
     frame = rows.frame.copy()
     frame[target] = values
@@ -209,38 +173,60 @@ def select_features(frame: pd.DataFrame, cfg: DataConfig) -> list[str]:
     return features
 
 
+def _numeric_block(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) float64 of numeric columns with the missing rule of `finite_numbers` applied to all of them at
+    once, and the per-column count of values made missing (infinite or overflowing float32)."""
+    if not columns:
+        return np.empty((len(frame), 0)), np.zeros(0, dtype=np.int64)
+    block = frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)  # (N, K)
+    values, _ = finite_numbers(pd.Series(block.ravel()))  # one call, one rule, whatever the width
+    values = values.reshape(block.shape)
+    return values, (np.isnan(values) & ~np.isnan(block)).sum(axis=0)
+
+
 def prepare_features(
     rows: Rows, features: list[str], cfg: DataConfig, log: CleaningLog
 ) -> tuple[Rows, list[str], list[str]]:
-    """Numeric features as float64, categorical ones as text; returns (rows, features, categorical)."""
-    frame = rows.frame.copy()
+    """Numeric features as float64, categorical ones as text; returns (rows, features, categorical).
+
+    The new columns are built apart and the frame is assembled once: replacing 20,000 columns one at a
+    time splits pandas' blocks on every assignment (quadratic time, the "highly fragmented" warning)."""
+    frame = rows.frame
     listed = set(cfg.categorical or [])
     unknown = sorted(listed - set(features))
     if unknown:
         raise DataError(f"data.categorical names columns that are not features: {_names(unknown)}")
+    dtypes = frame.dtypes
     categorical: list[str] = []
+    numeric: list[str] = []
     for col in features:
-        series = frame[col]
-        numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-        if col in listed or not numeric:
-            if cfg.categorical is not None and col not in listed:
-                log.action(f"column {col!r} is not numeric; treated as categorical")
-            frame[col] = category_text(series)
-            categorical.append(col)
-            distinct = frame[col].nunique()
-            if distinct > MAX_CLASSES and distinct > 0.9 * len(frame):
-                log.warn(
-                    f"categorical column {col!r} has {distinct} distinct values in {len(frame)} rows; "
-                    "an identifier or free text? Leave it out with data.features"
-                )
-        else:
-            values = series.astype(np.float64)
-            infinite = np.isinf(values.to_numpy())
-            if infinite.any():
-                values[infinite] = np.nan
-                log.action(f"column {col!r}: {int(infinite.sum())} infinite values treated as missing")
-            frame[col] = values
-    empty = [c for c in features if frame[c].isna().all()]
+        dtype = dtypes[col]
+        is_number = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        (numeric if is_number and col not in listed else categorical).append(col)
+    values, too_big = _numeric_block(frame, numeric)
+    for col, n in zip(numeric, too_big.tolist(), strict=True):
+        if n:
+            log.action(f"column {col!r}: {n} infinite or float32-overflowing values (|x| > 3.4e38) treated as missing")
+    texts: dict[str, pd.Series] = {}
+    for col in categorical:
+        if cfg.categorical is not None and col not in listed:
+            log.action(f"column {col!r} is not numeric; treated as categorical")
+        texts[col] = category_text(frame[col])
+        distinct = texts[col].nunique()
+        if distinct > MAX_CLASSES and distinct > 0.9 * len(frame):
+            log.warn(
+                f"categorical column {col!r} has {distinct} distinct values in {len(frame)} rows; "
+                "an identifier or free text? Leave it out with data.features"
+            )
+    chosen = set(features)
+    rest = [c for c in frame.columns if c not in chosen]
+    parts = [frame[rest], pd.DataFrame(values, index=frame.index, columns=numeric)]
+    if texts:
+        parts.append(pd.DataFrame(texts, index=frame.index))
+    frame = pd.concat(parts, axis=1)[list(rows.frame.columns)]  # (N, columns) in the source's order
+    all_missing = dict(zip(numeric, np.isnan(values).all(axis=0).tolist(), strict=True))
+    all_missing.update({c: bool(t.isna().all()) for c, t in texts.items()})
+    empty = [c for c in features if all_missing[c]]
     if empty:
         log.warn(f"dropped feature columns with no values at all: {_names(empty)}")
         features = [c for c in features if c not in empty]

@@ -3,8 +3,8 @@
 Decoding is the slow part of loading images, so its result is cached under
 `cache_dir()/images/<key>.npz`, where the key covers the folder, every file's relative path, size and
 mtime, and the requested size and channels: touching any image, or asking for another size, decodes
-again. Training and prediction share `_to_array`, so a served image is preprocessed like a trained one:
-16-bit grey scaled to 8 bits, PIL `convert` to L or RGB, then a bilinear resize to (H, W).
+again. Training and prediction share `shipml.core.images.to_array`, so a served image is preprocessed like
+a trained one: 16-bit grey scaled to 8 bits, PIL `convert` to L or RGB, then a bilinear resize to (H, W).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from shipml.core.images import GREY_MODES, decode_file, to_array
 from shipml.data.cache import atomic_write_bytes, cache_subdir
 from shipml.data.dataset import CleaningLog
-from shipml.data.images import GREY_MODES, ImageLayout
+from shipml.data.images import ImageLayout
 from shipml.errors import DataError
 
 __all__ = ["conform_pixels", "load_pixels", "pixel_keys", "read_images"]
@@ -28,23 +29,8 @@ __all__ = ["conform_pixels", "load_pixels", "pixel_keys", "read_images"]
 _CACHE_VERSION = 1  # bump when decoding changes, so stale cache entries are never read
 
 
-def _to_array(im: Image.Image, size: tuple[int, int], channels: int) -> tuple[np.ndarray, bool]:
-    """One opened image as (H, W, C) uint8 in the target size and channels; also: was it resized."""
-    if im.mode.startswith("I;16"):  # 16-bit grey: PIL's convert would clip at 255, so scale instead
-        im = Image.fromarray((np.asarray(im, dtype=np.float32) / 257.0).round().astype(np.uint8), "L")
-    target_mode = "L" if channels == 1 else "RGB"
-    if im.mode != target_mode:
-        im = im.convert(target_mode)
-    resized = im.size != (size[1], size[0])
-    if resized:
-        im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)  # PIL sizes are (W, H)
-    arr = np.asarray(im, dtype=np.uint8)
-    return (arr[..., None] if arr.ndim == 2 else arr), resized
-
-
 def _decode_one(path: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray, bool]:
-    with Image.open(path) as im:
-        return _to_array(im, size, channels)
+    return decode_file(path, size, channels)
 
 
 def _reason(err: Exception) -> str:
@@ -181,7 +167,7 @@ def conform_pixels(pixels: np.ndarray, size: tuple[int, int] | None, channels: i
     out = np.empty((n, size[0], size[1], channels), dtype=np.uint8)
     for i in range(n):
         im = Image.fromarray(pixels[i, :, :, 0] if c == 1 else pixels[i], "L" if c == 1 else "RGB")
-        out[i] = _to_array(im, size, channels)[0]
+        out[i] = to_array(im, size, channels)[0]
     return out
 
 

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shipml.core.images import GREY_MODES, IMAGE_SUFFIXES, is_image, iter_files, list_children
 from shipml.errors import DataError
 
 __all__ = ["GREY_MODES", "IMAGE_SUFFIXES", "ImageLayout", "discover_images", "has_images"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 SPLIT_FOLDERS = {
     "train": "train",
     "training": "train",
@@ -28,16 +28,7 @@ SPLIT_FOLDERS = {
     "test": "test",
     "testing": "test",
 }
-GREY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
-
-
-def is_hidden(name: str) -> bool:
-    """Dot files and macOS archive litter are never data."""
-    return name.startswith(".") or name == "__MACOSX"
-
-
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES)
+_is_image = is_image
 
 
 @dataclass
@@ -51,45 +42,15 @@ class ImageLayout:
     stats: list[tuple[int, int]] = field(default_factory=list)  # (bytes, mtime ns), for the cache key
     split_folders: bool = False
     loose: int = 0  # images lying outside any class folder (ignored)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason): e.g. a link loop
 
     def __len__(self) -> int:
         return len(self.relpaths)
 
 
-def list_children(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Visible sub-folders and files of a folder, each sorted by name (an entry that cannot be stat'ed
-    counts as a file, so the caller reports it instead of crashing)."""
-    dirs, files = [], []
-    with os.scandir(folder) as it:
-        for entry in it:
-            if is_hidden(entry.name):
-                continue
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            (dirs if is_dir else files).append(Path(entry.path))
-    return sorted(dirs), sorted(files)
-
-
 def _iter_images(folder: Path) -> Iterator[os.DirEntry[str]]:
     """Visible image files anywhere below `folder`, following folder links but never in a cycle."""
-    seen: set[tuple[int, int]] = set()
-    stack = [folder]
-    while stack:
-        current = stack.pop()
-        st = current.stat()
-        if (st.st_dev, st.st_ino) in seen:
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        with os.scandir(current) as it:
-            for entry in it:
-                if is_hidden(entry.name):
-                    continue
-                if entry.is_dir():
-                    stack.append(Path(entry.path))
-                elif _is_image(entry.name):
-                    yield entry
+    return iter_files(folder, is_image)
 
 
 def has_images(folder: Path) -> bool:
@@ -99,8 +60,13 @@ def has_images(folder: Path) -> bool:
 
 def _walk_class(folder: Path, base: Path, label: str, split: str, out: ImageLayout) -> None:
     for entry in _iter_images(folder):
-        st = entry.stat()
-        out.relpaths.append(Path(entry.path).relative_to(base).as_posix())
+        rel = Path(entry.path).relative_to(base).as_posix()
+        try:
+            st = entry.stat()  # follows links: ELOOP for `x.png -> x.png`, ENOENT for a dangling one
+        except OSError as err:  # one bad entry is skipped and recorded, never the end of the walk
+            out.unreadable.append((rel, f"cannot be opened ({err.strerror or err})"))
+            continue
+        out.relpaths.append(rel)
         out.labels.append(label)
         out.splits.append(split)
         out.stats.append((st.st_size, st.st_mtime_ns))
@@ -152,4 +118,5 @@ def discover_images(base: Path) -> ImageLayout:
     layout.labels = [layout.labels[i] for i in order]
     layout.splits = [layout.splits[i] for i in order]
     layout.stats = [layout.stats[i] for i in order]
+    layout.unreadable.sort()
     return layout

@@ -10,6 +10,7 @@ comment (any case) holding free text, or any string column whose median length i
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,13 +21,14 @@ import pandas as pd
 from PIL import Image
 
 from shipml.config import EmailConfig
+from shipml.core.email import message_text
 from shipml.data.clean import MAX_CLASSES, category_text
 from shipml.data.dataset import CleaningLog
-from shipml.data.email import message_text
 from shipml.data.images import GREY_MODES, discover_images
-from shipml.data.load import resolve_source
+from shipml.data.load import read_table_logged, resolve_source
 from shipml.data.mail_folder import discover_messages, read_message
-from shipml.data.sources import read_table, sklearn_name, sklearn_table, table_format
+from shipml.data.sources import sklearn_name, sklearn_table, table_format
+from shipml.errors import ShipmlWarning
 
 __all__ = ["DataProfile", "infer_data"]
 
@@ -54,10 +56,11 @@ class DataProfile:
     classes: dict[str, int] | None = None  # up to 50 most frequent classes with their counts
     image_size: tuple[int, int] | None = None  # most common (height, width) in the sample
     channels: int | None = None  # 1 if every sampled image is greyscale, else 3
-    split_folders: bool = False  # images: root/{train,val,test}/<class>/ layout
+    split_folders: bool = False  # images, emails: root/{train,val,test}/<class>/ layout
     archive: bool = False  # the path is a .zip/.tar.* archive
     text_column: str | None = None  # the column holding the text (emails: "text", what the loader names it)
     text_length: int | None = None  # median characters of the text (sampled), to size the tokenizer input
+    warnings: list[str] = field(default_factory=list)  # e.g. duplicate column names in a CSV header
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tuples become lists)."""
@@ -72,13 +75,19 @@ def infer_data(path: str) -> DataProfile:
     if path.startswith("sklearn:"):
         name = sklearn_name(path)
         return _profile_table(path, sklearn_table(name, "label"), "sklearn", archive=False)
-    root, kind = resolve_source(path, "auto", None, CleaningLog())
+    log = CleaningLog()
+    root, kind = resolve_source(path, "auto", None, log)
     archive = root != Path(path).expanduser()
     if kind == "images":
         return _profile_images(path, root, archive)
     if kind == "emails":
         return _profile_emails(path, root, archive)
-    return _profile_table(path, read_table(root), table_format(root) or "csv", archive)
+    frame = read_table_logged(root, "auto", log)
+    for message in log.warnings:  # still a warning for callers that show none of the profile's fields
+        warnings.warn(message, ShipmlWarning, stacklevel=2)
+    profile = _profile_table(path, frame, table_format(root) or "csv", archive)
+    profile.warnings = list(log.warnings)
+    return profile
 
 
 def guess_target(columns: list[str]) -> str:
@@ -107,7 +116,9 @@ def guess_text_column(frame: pd.DataFrame) -> str | None:
     """The column holding free text (see the module docstring), or None."""
     n = len(frame)
     texts = []
-    for c in frame.columns:
+    for c, dtype in frame.dtypes.items():
+        if not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
+            continue  # numbers, booleans, dates: never free text (and 50,000 of them are checked in no time)
         col = frame[c]
         if pd.api.types.infer_dtype(col.head(1000), skipna=True) != "string":
             continue
@@ -137,7 +148,7 @@ def _profile_table(path: str, frame: pd.DataFrame, fmt: str, archive: bool) -> D
         rows=len(frame),
         task="text-classification" if is_text else task,
         target=target,
-        columns={c: str(frame[c].dtype) for c in columns},
+        columns={str(c): str(t) for c, t in frame.dtypes.items()},
         archive=archive,
         text_column=text,
         text_length=None if text is None else round(_median_length(frame[text])),
@@ -199,6 +210,7 @@ def _profile_emails(path: str, root: Path, archive: bool) -> DataProfile:
         target=None,
         n_classes=len(counts),
         classes=dict(counts.most_common(MAX_SHOWN_CLASSES)),
+        split_folders=layout.split_folders,
         archive=archive,
         text_column="text",
         text_length=round(float(np.median(lengths))) if lengths else None,

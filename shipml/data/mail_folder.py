@@ -1,9 +1,11 @@
 """Folders of raw emails, one sub-folder per label: finding the messages, and their text (cached).
 
-Layout (hidden files and __MACOSX ignored, nesting allowed inside a label folder, one wrapping top
-folder allowed, e.g. an archive holding corpus/ham/ + corpus/spam/):
+Layouts understood (hidden files and __MACOSX ignored, nesting allowed inside a label folder, one wrapping
+top folder allowed, e.g. an archive holding corpus/ham/ + corpus/spam/), as for image folders:
 
-    root/<label>/**/<message files>        e.g. root/spam/spam_2/00001.7c53336b37003a9286aba55d2945844c
+    root/<label>/**/<message files>               the split is drawn
+                                                  e.g. root/spam/spam_2/00001.7c53336b37003a9286aba55d2945844c
+    root/{train,val,test}/<label>/**/<files>      the split is given (a missing val or test carved from train)
 
 SpamAssassin's `cmds` files (the shell commands that built a part, not a message) are skipped where
 the corpus puts them: directly in a label folder or in a part folder just below it.
@@ -27,14 +29,14 @@ from pathlib import Path
 import pandas as pd
 
 from shipml.config import EmailConfig
+from shipml.core.email import MAX_MESSAGE_BYTES, message_text, read_message
+from shipml.core.images import is_hidden, list_children
 from shipml.data.cache import atomic_write_bytes, cache_subdir
-from shipml.data.email import message_text
-from shipml.data.images import is_hidden, list_children
+from shipml.data.images import SPLIT_FOLDERS
 from shipml.errors import DataError
 
 __all__ = ["MAX_MESSAGE_BYTES", "MailLayout", "discover_messages", "has_label_folders", "message_texts"]
 
-MAX_MESSAGE_BYTES = 8 << 20  # a message beyond this is read truncated: the text comes first, attachments last
 _CACHE_VERSION = 1  # bump when parsing changes, so stale cache entries are never read
 _NOT_MESSAGES = frozenset({"manifest.json", "readme", "readme.md", "readme.txt", "license", "cmds"})
 
@@ -46,9 +48,11 @@ class MailLayout:
     base: Path  # relative paths below are relative to this (the user's folder or the unpacked archive)
     relpaths: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)  # label folder names, not yet normalised
+    splits: list[str] = field(default_factory=list)  # "train"/"val"/"test" from a split folder, else ""
     stats: list[tuple[int, int]] = field(default_factory=list)  # (bytes, mtime ns), for the cache key
     loose: list[str] = field(default_factory=list)  # files outside any label folder (ignored)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason) found while listing
+    split_folders: bool = False  # root/{train,val,test}/<label>/
 
     def __len__(self) -> int:
         return len(self.relpaths)
@@ -67,7 +71,12 @@ def _find_labels(base: Path) -> tuple[list[Path], list[Path]]:
     top = base
     while True:
         dirs, files = list_children(top)
-        if len(dirs) == 1 and list_children(dirs[0])[0] and not any(f.name.lower() not in _NOT_MESSAGES for f in files):
+        if (
+            len(dirs) == 1
+            and dirs[0].name.lower() not in SPLIT_FOLDERS  # root/train/<label>/ alone is a split layout
+            and list_children(dirs[0])[0]
+            and not any(f.name.lower() not in _NOT_MESSAGES for f in files)
+        ):
             top = dirs[0]
             continue
         break
@@ -82,7 +91,7 @@ def _any_file(folder: Path) -> bool:
     return False
 
 
-def _walk_label(folder: Path, base: Path, label: str, out: MailLayout) -> None:
+def _walk_label(folder: Path, base: Path, label: str, split: str, out: MailLayout) -> None:
     """Every visible file below a label folder, following folder links but never in a cycle."""
     seen: set[tuple[int, int]] = set()
     stack: list[tuple[Path, int]] = [(folder, 0)]
@@ -115,44 +124,57 @@ def _walk_label(folder: Path, base: Path, label: str, out: MailLayout) -> None:
                 continue
             out.relpaths.append(rel)
             out.labels.append(label)
+            out.splits.append(split)
             out.stats.append((st.st_size, st.st_mtime_ns))
 
 
-_SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing"}
+def _loose(files: list[Path], base: Path) -> list[str]:
+    return [f.relative_to(base).as_posix() for f in files if f.name.lower() not in _NOT_MESSAGES]
 
 
 def discover_messages(base: Path) -> MailLayout:
-    """Find the label folders under `base` and list their message files."""
-    label_dirs, loose = _find_labels(base)
-    split_like = sorted(d.name for d in label_dirs if d.name.lower() in _SPLIT_NAMES)
-    if split_like:
-        # root/{train,test}/<label>/ is a split layout, not labels named "train" and "test": refuse rather than
-        # train a model to tell the folders apart
-        raise DataError(
-            f"{base} has folders named {split_like}: email data does not take split folders (yet); put the emails "
-            "in one folder per label and, to fix the split, use a table with a text, a label and a split column "
-            "(data.split_column)"
-        )
+    """Find the label folders (inside split folders, if the top holds train/ and test/ or val/) under `base`
+    and list their message files."""
+    top_dirs, loose = _find_labels(base)
     layout = MailLayout(base=base)
-    layout.loose = [f.relative_to(base).as_posix() for f in loose if f.name.lower() not in _NOT_MESSAGES]
-    for folder in label_dirs:
-        _walk_label(folder, base, folder.name, layout)
+    layout.loose = _loose(loose, base)
+    splits = {d: SPLIT_FOLDERS.get(d.name.lower()) for d in top_dirs}
+    named = sorted(d.name for d, s in splits.items() if s)
+    if named and not all(splits.values()):
+        # a mix is ambiguous: labels named "test" would teach a model to tell the folders apart
+        others = sorted(d.name for d, s in splits.items() if not s)
+        raise DataError(
+            f"{base} mixes split folders ({', '.join(named)}) with other folders ({', '.join(others[:10])}); use "
+            "either root/<label>/<messages> or root/{train,val,test}/<label>/<messages>"
+        )
+    if named:
+        if "train" not in splits.values():
+            raise DataError(
+                f"{base} has split folders {', '.join(named)} but no train/; add train/<label>/ or put the label "
+                "folders directly under the root"
+            )
+        layout.split_folders = True
+        for split_dir, split in splits.items():
+            label_dirs, in_split = list_children(split_dir)
+            layout.loose += _loose(in_split, base)
+            for folder in label_dirs:
+                _walk_label(folder, base, folder.name, split or "", layout)
+    else:
+        for folder in top_dirs:
+            _walk_label(folder, base, folder.name, "", layout)
     if not layout.relpaths:
         raise DataError(
             f"no messages found under {base}; expected one folder per label holding raw RFC 822 message "
-            "files, e.g. root/ham/0001.eml and root/spam/0002.eml (nested folders inside a label folder are fine)"
+            "files, e.g. root/ham/0001.eml and root/spam/0002.eml, or root/train/ham/0001.eml and "
+            "root/test/ham/0002.eml (nested folders inside a label folder are fine)"
         )
     order = sorted(range(len(layout)), key=layout.relpaths.__getitem__)
     layout.relpaths = [layout.relpaths[i] for i in order]
     layout.labels = [layout.labels[i] for i in order]
+    layout.splits = [layout.splits[i] for i in order]
     layout.stats = [layout.stats[i] for i in order]
+    layout.unreadable.sort()
     return layout
-
-
-def read_message(path: Path) -> bytes:
-    """The bytes of one message file, at most MAX_MESSAGE_BYTES of them."""
-    with open(path, "rb") as fh:
-        return fh.read(MAX_MESSAGE_BYTES)
 
 
 def _cache_key(layout: MailLayout, email: EmailConfig) -> str:

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from shipml.config import DataConfig
+from shipml.core.email import decode_bytes, utf8_safe
 from shipml.data import clean
 from shipml.data.dataset import CleaningLog
-from shipml.data.email import decode_bytes, utf8_safe
 from shipml.data.mail_folder import discover_messages, message_texts
 from shipml.data.split import split_from_column
 from shipml.errors import DataError
@@ -86,7 +86,8 @@ def table_text_rows(frame: pd.DataFrame, cfg: DataConfig, task_kind: str, log: C
 
 
 def email_rows(root: Path, cfg: DataConfig, task_kind: str, log: CleaningLog) -> clean.Rows:
-    """Rows of [text, label, source] from a folder of emails (one sub-folder per label)."""
+    """Rows of [text, label, source] from a folder of emails (one sub-folder per label, or split folders
+    train/val/test each holding them: the split they give is kept)."""
     if task_kind == "regression":
         raise DataError("an email folder holds classes (one folder per label); use a text classification task")
     for name in (cfg.target, "source"):
@@ -119,7 +120,10 @@ def email_rows(root: Path, cfg: DataConfig, task_kind: str, log: CleaningLog) ->
     )
     if len(frame) == 0:
         raise DataError(f"none of the {len(layout)} message files under {root} could be read")
-    rows = _labels(clean.Rows(frame=frame, fixed=np.full(len(frame), "", dtype=object)), cfg, task_kind, log)
+    fixed = np.array([layout.splits[i] for i in keep], dtype=object)  # "" unless split folders give it
+    if layout.split_folders:
+        log.action(f"split folders found: {', '.join(s for s in ('train', 'val', 'test') if s in set(fixed))}")
+    rows = _labels(clean.Rows(frame=frame, fixed=fixed), cfg, task_kind, log)
     names = rows.frame["source"].tolist()
     reason = "no text after parsing (only markup, images or attachments, or not a message)"
     return _with_keys(_drop_empty(rows, cfg.text_column, names, reason, log), cfg)

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from shipml._console import Reporter
+from shipml.core.files import remove_stale, temp_name
 from shipml.errors import ExportError
 from shipml.export.onnx import export_onnx
 from shipml.export.package import (
@@ -27,7 +28,7 @@ from shipml.export.triton import check_triton_name, write_triton_repository
 from shipml.run import Run
 
 __all__ = ["ExportContext", "build_package", "check_destination", "export_onnx", "export_run", "load_context",
-           "write_triton_repository"]
+           "remove_stale_temps", "write_triton_repository"]
 
 
 def check_destination(dest: Path, run_path: Path, what: str, marks: tuple[str, ...]) -> None:
@@ -41,6 +42,18 @@ def check_destination(dest: Path, run_path: Path, what: str, marks: tuple[str, .
                           "delete it. Choose a new folder, or remove it yourself")
 
 FORMATS = ("onnx", "triton")
+# names of temporaries from before `temp_name` carried the writer's pid (removed once older than a few hours)
+LEGACY_TEMPS = (".tmp-", ".export-", "-work-", ".frontier-")
+
+
+def remove_stale_temps(run_path: Path, reporter: Reporter) -> None:
+    """An export or compression killed with SIGKILL leaves its temp folders (90 MB each for a text model) in the
+    run directory; the next export or compression removes those whose process is gone."""
+    removed = []
+    for folder in (run_path, run_path / "variants"):
+        removed += remove_stale(folder, legacy=LEGACY_TEMPS)
+    if removed:
+        reporter.info(f"removed {len(removed)} temporary folder(s) left by an interrupted export or compression")
 
 
 def export_run(run: Run | str | Path, out: str | Path | None = None, *, fmt: str = "onnx", name: str | None = None,
@@ -59,9 +72,10 @@ def export_run(run: Run | str | Path, out: str | Path | None = None, *, fmt: str
     if fmt == "triton":  # checked before minutes of export work, not after
         check_triton_name(name)
         check_destination(repo / name, run.path, "Triton model", ("config.pbtxt",))
+    remove_stale_temps(run.path, reporter)
     model = run.model
     example = example_batch(ctx)
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=run.path) as tmp:
+    with tempfile.TemporaryDirectory(prefix=temp_name("export"), dir=run.path) as tmp:
         onnx_file = Path(tmp) / "model.onnx"
         _, output = export_onnx(model, ctx.task, example, onnx_file)
         reference = reference_outputs(model, ctx)

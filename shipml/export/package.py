@@ -8,9 +8,7 @@ that loads and passes its parity check is renamed into place (docs/package.md).
 from __future__ import annotations
 
 import json
-import platform
 import shutil
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -18,18 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import yaml
 
 from shipml._console import Reporter
+from shipml.core.files import bytes_sha256
+from shipml.core.machine import library_versions
 from shipml.data import load_dataset
 from shipml.data.dataset import Dataset
 from shipml.errors import ExportError
 from shipml.evaluate import classification_metrics, regression_metrics
 from shipml.run import Run
 from shipml.runtime import FORMAT, Package, atomic_dir, write_manifest
-from shipml.tasks.base import ClassificationTask, Task, decide
+from shipml.runtime.predict import decide, softmax
+from shipml.tasks.base import ClassificationTask, Task
 from shipml.training import predict_outputs
 
 __all__ = ["ExportContext", "Parity", "build_package", "load_context", "reference_outputs", "sha256_of_package"]
@@ -113,52 +113,25 @@ def example_batch(ctx: ExportContext, task: Task | None = None) -> dict[str, tor
 
 def _signature(ctx: ExportContext, task: Task, example: dict[str, torch.Tensor], output: str,
                n_out: int, variant: dict[str, Any]) -> dict[str, Any]:
-    prep = json.loads(json.dumps(task.prep))  # a copy
+    """The task's spec (what inputs and outputs mean, shared with `Run.predict`) + the network's inputs."""
     inputs = []
     for name, t in example.items():
         shape: list[Any] = ["batch", *t.shape[1:]]
         if name in ("input_ids", "attention_mask"):
             shape = ["batch", "sequence"]
         inputs.append({"name": name, "dtype": "int64" if not t.is_floating_point() else "float32", "shape": shape})
-    if task.data_kind == "text":
-        prep.pop("backbone", None)  # a path on the training machine; the package carries the tokenizer
-        prep["tokenizer"] = "tokenizer.json"
-        prep["email"] = ctx.run.config.data.email.model_dump(mode="json")
-    classification = isinstance(task, ClassificationTask)
-    transform = ({"kind": "softmax"} if classification
-                 else {"kind": "affine", "mean": prep["target"]["mean"], "std": prep["target"]["std"]})
-    return {
-        "format": FORMAT, "task": task.name, "kind": task.kind, "data_kind": task.data_kind,
-        "inputs": inputs, "outputs": [{"name": output, "dtype": "float32", "shape": ["batch", n_out]}],
-        "classes": task.classes, "output_transform": transform,
-        "decision": prep.pop("decision", None) if classification else None,
-        "preprocessing": prep, "variant": variant,
-    }
+    spec = task.spec(ctx.run.config.data.email.model_dump(mode="json"))
+    return {"format": FORMAT, **spec, "inputs": inputs,
+            "outputs": [{"name": output, "dtype": "float32", "shape": ["batch", n_out]}], "variant": variant}
 
 
 def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    from shipml import __version__
-
-    out = {"python": sys.version.split()[0], "platform": platform.platform(), "shipml": __version__,
-           "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-           "numpy": np.__version__, "pandas": pd.__version__}
-    try:
-        import transformers
-
-        out["transformers"] = transformers.__version__
-    except ImportError:
-        pass
-    return out
+    return library_versions("torch", "onnx", "onnxruntime", "numpy", "pandas", "tokenizers", "transformers")
 
 
 def sha256_of_package(folder: Path) -> str:
     """A package's identity: the sha256 of its MANIFEST.json (which holds the sha256 of every file)."""
-    import hashlib
-
-    return hashlib.sha256((folder / "MANIFEST.json").read_bytes()).hexdigest()
+    return bytes_sha256((folder / "MANIFEST.json").read_bytes())
 
 
 def model_sha256(folder: Path) -> str:
@@ -171,8 +144,7 @@ def _score(ctx: ExportContext, task: Task, outputs: np.ndarray, decision: dict[s
     y = ctx.y(ctx.test_idx)
     ev, seed = ctx.run.config.evaluate, ctx.run.config.seed
     if isinstance(task, ClassificationTask):
-        z = outputs - outputs.max(axis=1, keepdims=True)
-        proba = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        proba = softmax(outputs)
         assert task.classes is not None
         return classification_metrics(y, proba, task.classes, labels=decide(proba, decision),
                                       n_bootstrap=ev.bootstrap, confidence=ev.confidence, seed=seed)
@@ -187,8 +159,7 @@ def _parity(task: Task, ours: np.ndarray, ref: np.ndarray, decision: dict[str, A
     agreement = None
     if isinstance(task, ClassificationTask) and len(ref):
         def labels(z: np.ndarray) -> np.ndarray:
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            return decide(e / e.sum(axis=1, keepdims=True), decision)
+            return decide(softmax(z), decision)
 
         agreement = float((labels(ours) == labels(ref)).mean())
     return Parity(max_abs_diff=diff, agreement=agreement, n=len(ref), tolerance=tolerance, reference=reference)
@@ -255,7 +226,7 @@ def build_package(ctx: ExportContext, dest: Path, onnx_file: Path, *, task: Task
 
 
 def _run_test_metrics(run: Run) -> dict[str, Any] | None:
-    try:
-        return run.metrics.get("test")
-    except Exception:  # a run without metrics.json: the package still records its own
+    """The run's own test metrics, for comparison; a run without metrics.json has none (a corrupt one raises)."""
+    if not (run.path / "metrics.json").exists():
         return None
+    return run.metrics.get("test")

@@ -6,16 +6,11 @@ never disagree about a file name or about what the manifest covers. It imports n
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import secrets
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from shipml.core.files import atomic_dir, file_sha256
 from shipml.errors import ExportError
 
 __all__ = [
@@ -41,15 +36,6 @@ METRICS = "metrics.json"
 PROVENANCE = "provenance.json"
 ASSETS = "assets"
 
-_CHUNK = 1 << 20
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -65,7 +51,7 @@ def write_manifest(folder: Path) -> dict[str, Any]:
     """Record sha256 and size of every file but MANIFEST.json itself; call it last, inside `atomic_dir`."""
     folder = Path(folder)
     files = {
-        rel: {"sha256": _sha256(path), "bytes": path.stat().st_size}
+        rel: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
         for rel, path in _files(folder).items()
         if rel != MANIFEST
     }
@@ -104,6 +90,12 @@ def verify_manifest(folder: Path) -> dict[str, Any]:
                           "re-export the package with this version of shipml")
     fix = "the package was changed after export; re-export it (or copy it again from its source)"
     present = _files(folder)
+    links = [rel for rel, path in present.items() if path.is_symlink()]
+    links += [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_dir() and p.is_symlink()]
+    if links:  # a link could point anywhere on the machine: what was verified would not be what runs
+        raise ExportError(f"{folder}: {', '.join(sorted(set(links)))} {'is a' if len(set(links)) == 1 else 'are'} "
+                          "symbolic link(s); a package holds plain files only. Copy the package with links "
+                          "resolved (cp -rL) or re-export it")
     for rel, entry in listed.items():
         if not _safe_rel(rel) or not isinstance(entry, dict):
             raise ExportError(f"{folder / MANIFEST} has a bad entry {rel!r}; re-export the package")
@@ -111,7 +103,7 @@ def verify_manifest(folder: Path) -> dict[str, Any]:
             raise ExportError(f"{folder}: {rel} is listed in {MANIFEST} but missing; {fix}")
         try:
             size = present[rel].stat().st_size
-            digest = _sha256(present[rel]) if size == entry.get("bytes") else ""
+            digest = file_sha256(present[rel]) if size == entry.get("bytes") else ""
         except OSError as err:
             raise ExportError(f"{folder}: cannot read {rel} ({err.strerror or err}); {fix}") from None
         if size != entry.get("bytes"):
@@ -128,66 +120,3 @@ def verify_manifest(folder: Path) -> dict[str, Any]:
 def package_size(folder: Path) -> int:
     """Total bytes of every file in the package (the manifest included): what a release ships."""
     return sum(p.stat().st_size for p in _files(Path(folder)).values())
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Flush file contents before the rename, so a crash cannot leave the final name over empty files."""
-    for path in folder.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot fsync a directory; the rename is still atomic
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside `final`; on success it replaces `final` in one rename.
-
-    On an exception the temporary folder is removed and `final` is left as it was: no reader ever sees a
-    half-written package under the final name.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{secrets.token_hex(6)}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        _fsync_tree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old: Path | None = None
-    try:
-        if final.exists() or final.is_symlink():
-            old = final.parent / f".{final.name}.old-{secrets.token_hex(6)}"
-            os.rename(final, old)
-        try:
-            os.rename(tmp, final)
-        except BaseException:
-            if old is not None:
-                os.rename(old, final)  # put the previous package back
-            raise
-    except BaseException:  # e.g. another writer published `final` first: leave theirs, drop ours
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(final.parent)
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)

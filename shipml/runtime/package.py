@@ -8,7 +8,6 @@ installed. Predictions have the same columns as `Run.predict`, so callers can sw
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,8 @@ import pandas as pd
 
 from shipml.errors import DataError, ExportError
 from shipml.runtime.format import ASSETS, FORMAT, METRICS, MODEL, PROVENANCE, SIGNATURE, read_json, verify_manifest
-from shipml.runtime.preprocess import Prepared, Preprocessor, make_preprocessor
+from shipml.runtime.predict import Predictor
+from shipml.runtime.preprocess import Prepared, Preprocessor
 
 __all__ = ["Package"]
 
@@ -27,33 +27,13 @@ _NOT_A_PACKAGE = "export one with `shipml export <run>` and point at the package
 
 
 def _check_signature(sig: dict[str, Any], where: Path) -> None:
-    """Refuse a signature this reader cannot honour, naming the field, instead of failing mid-prediction."""
-    def bad(msg: str) -> ExportError:
-        return ExportError(f"{where}: {msg}; re-export the package")
-
-    for key in ("kind", "data_kind", "inputs", "outputs", "output_transform", "preprocessing"):
-        if key not in sig:
-            raise bad(f"signature.json lacks {key!r}")
-    if not sig["inputs"] or not all(isinstance(i, dict) and {"name", "dtype"} <= i.keys() for i in sig["inputs"]):
-        raise bad("signature.json inputs must be a list of {name, dtype, shape}")
-    if not sig["outputs"] or not isinstance(sig["outputs"][0], dict) or "name" not in sig["outputs"][0]:
-        raise bad("signature.json outputs must be a list of {name, dtype, shape}")
-    transform = sig["output_transform"] or {}
-    if sig["kind"] == "classification":
-        classes = sig.get("classes")
-        if not isinstance(classes, list) or len(classes) < 2:
-            raise bad("a classification signature needs `classes` (two or more)")
-        if transform.get("kind") != "softmax":
-            raise bad(f"output_transform {transform!r} is not softmax, which classification needs")
-        decision = sig.get("decision")
-        thresholded = bool(decision) and decision.get("strategy", "argmax") != "argmax"
-        if thresholded and (len(classes) != 2 or "threshold" not in decision or decision.get("positive") not in (0, 1)):
-            raise bad(f"decision {decision!r} needs a binary classifier, `positive` (0 or 1) and `threshold`")
-    elif sig["kind"] == "regression":
-        if transform.get("kind") != "affine" or "mean" not in transform or "std" not in transform:
-            raise bad(f"output_transform {transform!r} is not {{'kind': 'affine', 'mean', 'std'}}")
-    else:
-        raise bad(f"kind {sig['kind']!r} is neither classification nor regression")
+    """The network half of the signature (inputs, outputs); the rest is the predictor's spec (`check_spec`)."""
+    if not sig.get("inputs") or not all(isinstance(i, dict) and {"name", "dtype"} <= i.keys() for i in sig["inputs"]):
+        raise ExportError(f"{where}: signature.json inputs must be a list of {{name, dtype, shape}}; re-export the "
+                          "package")
+    if not sig.get("outputs") or not isinstance(sig["outputs"][0], dict) or "name" not in sig["outputs"][0]:
+        raise ExportError(f"{where}: signature.json outputs must be a list of {{name, dtype, shape}}; re-export the "
+                          "package")
 
 
 class Package:
@@ -67,7 +47,7 @@ class Package:
         self._provenance = provenance
         self.threads = int(threads or os.cpu_count() or 1)
         self._session: Any = None
-        self._preprocessor = make_preprocessor(signature["data_kind"], signature["preprocessing"], self._path / ASSETS)
+        self._predictor = Predictor(signature, self._path / ASSETS, where=self._path)
 
     @classmethod
     def open(cls, path: str | Path, *, verify: bool = True, threads: int | None = None) -> Package:
@@ -116,7 +96,7 @@ class Package:
 
     @property
     def classes(self) -> list[str] | None:
-        return self._signature.get("classes") if self.kind == "classification" else None
+        return self._predictor.classes
 
     @property
     def kind(self) -> str:
@@ -132,7 +112,12 @@ class Package:
 
     @property
     def preprocessor(self) -> Preprocessor:
-        return self._preprocessor
+        return self._predictor.preprocessor
+
+    @property
+    def predictor(self) -> Predictor:
+        """The one input path (raw input -> feeds -> prediction) this package runs through."""
+        return self._predictor
 
     # ------------------------------------------------------------------ the network
     def session(self) -> Any:
@@ -190,45 +175,24 @@ class Package:
             raise ExportError(f"the model in {self._path} failed on inputs of shapes "
                               f"{ {k: v.shape for k, v in checked.items()} }: {err}; its signature and preprocessing "
                               "do not match the network, re-export the package") from None
-        out = np.asarray(out, dtype=np.float32)
-        width = len(self.classes or []) if self.kind == "classification" else 1
-        if out.ndim != 2 or out.shape[1] != width:
-            raise ExportError(f"the model in {self._path} returned shape {out.shape}, expected (N, {width}); "
-                              "re-export the package")
-        return out
+        return np.asarray(out, dtype=np.float32)
 
     # ------------------------------------------------------------------ prediction
     def prepare(self, raw: Any) -> Prepared:
         """Raw inputs (see the package's data kind) -> preprocessed rows; a Prepared is passed through."""
-        return raw if isinstance(raw, Prepared) else self._preprocessor.prepare(raw)
+        return self._predictor.prepare(raw)
 
     def outputs(self, prepared: Prepared | Any, *, batch_size: int = 32) -> np.ndarray:
-        """Raw network outputs (N, k) float32 in row order; text is batched longest first, then put back."""
-        prepared = self.prepare(prepared)
-        n = len(prepared)
-        width = len(self.classes or []) if self.kind == "classification" else 1
-        out = np.zeros((n, width), dtype=np.float32)
-        order = self._preprocessor.order(prepared)
-        for start in range(0, n, max(1, int(batch_size))):
-            rows = order[start : start + batch_size]
-            out[rows] = self.run(self._preprocessor.feeds(prepared, rows))
-        return out
+        """Raw network outputs (N, k) float32 in row order (non-finite outputs are refused)."""
+        return self._predictor.outputs(self.prepare(prepared), self.run, batch_size=batch_size)
 
     def transform(self, outputs: np.ndarray) -> np.ndarray:
         """Outputs -> predictions: (N, C) float32 probabilities (softmax), or (N,) values in target units."""
-        if self.kind == "classification":
-            z = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-            return z / z.sum(axis=1, keepdims=True)
-        t = self._signature["output_transform"]
-        return outputs[:, 0].astype(np.float64) * float(t["std"]) + float(t["mean"])
+        return self._predictor.transform(outputs)
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """Class indices: argmax, or the tuned threshold on the positive class of a binary classifier."""
-        decision = self._signature.get("decision")
-        if not decision or decision.get("strategy", "argmax") == "argmax":
-            return proba.argmax(axis=1)
-        pos = int(decision["positive"])
-        return np.where(proba[:, pos] >= decision["threshold"], pos, 1 - pos)
+        return self._predictor.decide(proba)
 
     def predict_proba(self, raw: Any, *, batch_size: int = 32) -> np.ndarray:
         """Class probabilities (N, C), or regression values (N,)."""
@@ -239,21 +203,4 @@ class Package:
 
         Unreadable image files are skipped with a warning and listed in `frame.attrs["skipped"]`.
         """
-        prepared = self.prepare(raw)
-        if prepared.skipped:
-            first = prepared.skipped[0]
-            warnings.warn(f"skipped {len(prepared.skipped)} unreadable inputs (first: {first[0]}: {first[1]})",
-                          stacklevel=2)
-        pred = self.transform(self.outputs(prepared, batch_size=batch_size))
-        out = pd.DataFrame({"source": prepared.sources} if prepared.sources is not None else {})
-        if self.kind == "classification":
-            classes = self.classes or []
-            decided = self.decide(pred)
-            out["prediction"] = [classes[i] for i in decided]
-            out["confidence"] = pred[np.arange(len(pred)), decided]
-            for j, c in enumerate(classes):
-                out[f"proba:{c}"] = pred[:, j]
-        else:
-            out["prediction"] = pred
-        out.attrs["skipped"] = list(prepared.skipped)
-        return out
+        return self._predictor.predict(raw, self.run, batch_size=batch_size)

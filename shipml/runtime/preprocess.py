@@ -1,16 +1,17 @@
 """Raw inputs -> model feeds, from the JSON in signature["preprocessing"] alone (no torch, no task code).
 
-Each class re-implements what its training task does (shipml/tasks/image.py, tabular.py, text.py and the
-decoding in shipml/data/decode.py) so that a package sees exactly the numbers the network was trained on;
-tests/runtime compares both sides. `prepare` does the per-row work once (decode, parse, tokenize), `feeds`
-cuts one batch out of it, so batching and measuring never redo the expensive part.
+Raw inputs are read by `runtime.inputs`, and decoded with the same `shipml.core` functions training uses
+(image decoding, number and category conversion, email parsing); the scaling, lookups and tokenization
+here equal the training tasks' own tensor encoders (shipml/tasks/), which a test generated from the task
+registry checks row for row, edge rows included. `prepare` does the per-row work once (decode, parse,
+tokenize), `feeds` cuts one batch out of it, so batching and measuring never redo the expensive part.
+The JSON values are checked when a preprocessor is built: a package with a string mean or a zero std
+is refused with the field named, instead of predicting from NaN.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,12 +20,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from shipml.core.images import IMAGE_SUFFIXES, to_array
+from shipml.core.values import category_text, finite_numbers
 from shipml.errors import DataError, ExportError
+from shipml.runtime.inputs import file_texts, frame_rows, image_items, text_items
 
-__all__ = ["PREPROCESSORS", "Prepared", "Preprocessor", "category_text", "make_preprocessor"]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-MAX_MESSAGE_BYTES = 8 << 20  # as shipml.data.mail_folder: a longer message is read truncated
+__all__ = ["PREPROCESSORS", "Prepared", "Preprocessor", "make_preprocessor"]
 
 
 @dataclass
@@ -51,23 +52,22 @@ def _need(prep: dict[str, Any], *keys: str) -> None:
         raise ExportError(f"signature.json preprocessing lacks {missing}; the package is incomplete, re-export it")
 
 
-def _walk(folder: Path, keep: Callable[[Path], bool]) -> list[Path]:
-    """Files below `folder`, hidden files and folders (.*, __MACOSX) skipped, sorted as Run.predict sorts them."""
-    def visible(q: Path) -> bool:
-        return not any(part.startswith(".") or part == "__MACOSX" for part in q.relative_to(folder).parts)
-
-    return sorted(q for q in folder.rglob("*") if q.is_file() and visible(q) and keep(q))
+def _bad(field: str, value: Any, need: str) -> ExportError:
+    return ExportError(f"signature.json preprocessing.{field} is {value!r}; it must be {need}. The package is "
+                       "damaged or was edited by hand: re-export it")
 
 
-def _existing(raw: str | Path, what: str) -> Path:
-    p = Path(raw)
-    try:
-        found = p.exists()
-    except OSError:  # e.g. a long text passed where a path was expected: "File name too long"
-        found = False
-    if not found:
-        raise DataError(f"{str(p)[:200]!r} does not exist; give {what}")
-    return p
+def _numbers(field: str, value: Any, n: int | None = None, positive: bool = False) -> list[float]:
+    """A list of finite numbers (of length n; > 0 when `positive`), else an ExportError naming the field."""
+    need = f"a list of {n or 'some'} finite{' positive' if positive else ''} numbers"
+    if not isinstance(value, list) or (n is not None and len(value) != n):
+        raise _bad(field, value, need)
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or (positive and v <= 0):
+            raise _bad(field, value, need)
+        out.append(float(v))
+    return out
 
 
 class Preprocessor(ABC):
@@ -104,19 +104,6 @@ class Preprocessor(ABC):
 
 
 # ---------------------------------------------------------------------------------------------- images
-def _to_array(im: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
-    """As shipml.data.decode._to_array: 16-bit grey / 257, convert to L or RGB, bilinear resize to (H, W)."""
-    if im.mode.startswith("I;16"):  # PIL's convert would clip at 255
-        im = Image.fromarray((np.asarray(im, dtype=np.float32) / 257.0).round().astype(np.uint8), "L")
-    target = "L" if channels == 1 else "RGB"
-    if im.mode != target:
-        im = im.convert(target)
-    if im.size != (size[1], size[0]):
-        im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)  # PIL sizes are (W, H)
-    arr = np.asarray(im, dtype=np.uint8)
-    return arr[..., None] if arr.ndim == 2 else arr
-
-
 class ImagePreprocessor(Preprocessor):
     """uint8 (N, H, W, C) pixels -> `pixels` float32 (N, C, H, W) = (pixels * scale - mean) / std."""
 
@@ -128,9 +115,16 @@ class ImagePreprocessor(Preprocessor):
         _need(prep, "size", "channels", "scale", "mean", "std")
         if prep.get("layout", "NCHW") != "NCHW":
             raise ExportError(f"image layout {prep['layout']!r} is not supported by this shipml (only NCHW)")
-        self.size, self.channels = (int(prep["size"][0]), int(prep["size"][1])), int(prep["channels"])
-        self.mean = np.asarray(prep["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
-        self.std = np.asarray(prep["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+        size, channels = prep["size"], prep["channels"]
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise _bad("size", size, "[height, width] in pixels")
+        if channels not in (1, 3):
+            raise _bad("channels", channels, "1 (grey) or 3 (RGB)")
+        self.size, self.channels = (size[0], size[1]), channels
+        _numbers("scale", [prep["scale"]], 1, positive=True)
+        self.mean = np.asarray(_numbers("mean", prep["mean"], channels), dtype=np.float32).reshape(1, -1, 1, 1)
+        self.std = np.asarray(_numbers("std", prep["std"], channels, positive=True), dtype=np.float32).reshape(
+            1, -1, 1, 1)
 
     def _pixels(self, arr: np.ndarray, where: str) -> np.ndarray:
         (h, w), c = self.size, self.channels
@@ -142,25 +136,7 @@ class ImagePreprocessor(Preprocessor):
 
     def _items(self, raw: Any) -> np.ndarray | list[Path]:
         """An array of pixels, or the image files to decode."""
-        if isinstance(raw, np.ndarray):
-            return self._pixels(raw, "the array")
-        if isinstance(raw, (list, tuple)) and all(isinstance(p, (str, Path)) for p in raw):
-            return [Path(p) for p in raw]
-        if not isinstance(raw, (str, Path)):
-            raise DataError(f"cannot read images from a {type(raw).__name__}; give {self.what}")
-        p = _existing(raw, self.what)
-        if p.is_file() and p.suffix.lower() == ".npz":
-            try:
-                with np.load(p, allow_pickle=False) as npz:
-                    if "images" not in npz.files:
-                        raise DataError(f"{p} holds {npz.files}, no 'images' array; save it with np.savez(images=...)")
-                    return self._pixels(npz["images"], str(p))
-            except (OSError, ValueError) as err:
-                raise DataError(f"{p} is not a readable .npz file ({err})") from None
-        paths = _walk(p, lambda q: q.suffix.lower() in IMAGE_SUFFIXES) if p.is_dir() else [p]
-        if not paths:
-            raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {p}")
-        return paths
+        return image_items(raw, self._pixels, self.what, IMAGE_SUFFIXES)
 
     def prepare(self, raw: Any) -> Prepared:
         got = self._items(raw)
@@ -173,7 +149,7 @@ class ImagePreprocessor(Preprocessor):
         for path in got:
             try:
                 with Image.open(path) as im:
-                    arrays.append(_to_array(im, self.size, self.channels))
+                    arrays.append(to_array(im, self.size, self.channels)[0])
                 sources.append(str(path))
             except Exception as err:  # PIL raises many exception types on bad input; all mean "skip this one"
                 skipped.append((str(path), f"not a readable image ({str(err) or type(err).__name__})"))
@@ -188,35 +164,6 @@ class ImagePreprocessor(Preprocessor):
 
 
 # ---------------------------------------------------------------------------------------------- tables
-def _text(v: Any) -> str | None:
-    """As shipml.data.clean._text: a value as category text; missing -> None, 1.0 -> "1", True -> "True"."""
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return str(int(v)) if float(v).is_integer() else repr(float(v))
-    return str(v)
-
-
-def category_text(values: pd.Series) -> pd.Series:
-    """As shipml.data.clean.category_text: categorical values as strings (object dtype, missing as NaN)."""
-    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):  # already text
-        return pd.Series(values.to_numpy(dtype=object, na_value=np.nan), index=values.index, dtype=object)
-    out = np.empty(len(values), dtype=object)
-    seen: dict[tuple[type, Any], str | None] = {}  # keyed by type too: 1, 1.0 and True are equal keys
-    for i, v in enumerate(values.to_numpy(dtype=object)):
-        try:
-            key = (type(v), v)
-            out[i] = seen[key] if key in seen else seen.setdefault(key, _text(v))
-        except TypeError:  # unhashable, e.g. a list from JSONL
-            out[i] = _text(v)
-    out[pd.isna(out)] = np.nan
-    return pd.Series(out, index=values.index, dtype=object)
-
-
 class TablePreprocessor(Preprocessor):
     """Feature columns -> `num` float32 (N, n_numeric) scaled, `cat` int64 (N, n_categorical) indices."""
 
@@ -226,17 +173,21 @@ class TablePreprocessor(Preprocessor):
     def __init__(self, prep: dict[str, Any], assets: Path) -> None:
         super().__init__(prep, assets)
         _need(prep, "numeric", "categorical")
+        if not isinstance(prep["numeric"], list) or not isinstance(prep["categorical"], list):
+            raise _bad("numeric", prep["numeric"], "a list of columns (and categorical too)")
+        for j, spec in enumerate(prep["numeric"]):
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                raise _bad(f"numeric[{j}]", spec, "{name, median, mean, std}")
+            _numbers(f"numeric[{j}] ({spec['name']}) median/mean", [spec.get("median"), spec.get("mean")], 2)
+            _numbers(f"numeric[{j}] ({spec['name']}) std", [spec.get("std")], 1, positive=True)
+        for j, spec in enumerate(prep["categorical"]):
+            if not (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(
+                    spec.get("categories"), list) and all(isinstance(c, str) for c in spec["categories"])):
+                raise _bad(f"categorical[{j}]", spec, "{name, categories: [strings]}")
         self.lookups = [{c: i + 1 for i, c in enumerate(s["categories"])} for s in prep["categorical"]]
 
     def _items(self, raw: Any) -> pd.DataFrame:
-        if isinstance(raw, (list, tuple)) and all(isinstance(r, dict) for r in raw):
-            raw = pd.DataFrame(list(raw))
-        elif isinstance(raw, (str, Path)):
-            from shipml.data.sources import read_table
-
-            raw = read_table(_existing(raw, self.what))
-        if not isinstance(raw, pd.DataFrame):
-            raise DataError(f"cannot read table rows from a {type(raw).__name__}; give {self.what}")
+        raw = frame_rows(raw, self.what)
         needed = [c["name"] for c in self.prep["numeric"] + self.prep["categorical"]]
         missing = [c for c in needed if c not in raw.columns]
         if missing:
@@ -248,10 +199,11 @@ class TablePreprocessor(Preprocessor):
         num = np.zeros((len(frame), len(self.prep["numeric"])), dtype=np.float32)
         for j, spec in enumerate(self.prep["numeric"]):
             try:
-                v = pd.to_numeric(frame[spec["name"]], errors="coerce").astype(np.float64).fillna(spec["median"])
+                v, _ = finite_numbers(frame[spec["name"]])  # inf, 1e300: missing, as in training
             except (TypeError, ValueError) as err:
                 raise DataError(f"column {spec['name']!r} cannot be read as numbers ({err})") from None
-            num[:, j] = (v.to_numpy() - spec["mean"]) / spec["std"]
+            v[np.isnan(v)] = spec["median"]
+            num[:, j] = (v - spec["mean"]) / spec["std"]
         cat = np.zeros((len(frame), len(self.prep["categorical"])), dtype=np.int64)
         for j, (spec, lookup) in enumerate(zip(self.prep["categorical"], self.lookups, strict=True)):
             col = category_text(frame[spec["name"]])  # the text form training saw (1.0 -> "1")
@@ -275,6 +227,11 @@ class TextPreprocessor(Preprocessor):
         _need(prep["special_ids"], "cls", "sep", "pad")
         if prep.get("email") is not None:
             _need(prep["email"], "headers", "body", "max_chars")
+        if not isinstance(prep["max_length"], int) or prep["max_length"] < 3:
+            raise _bad("max_length", prep["max_length"], "a whole number of tokens >= 3")
+        sp = prep["special_ids"]
+        if not all(isinstance(sp[k], int) and sp[k] >= 0 for k in ("cls", "sep", "pad")):
+            raise _bad("special_ids", prep["special_ids"], "{cls, sep, pad} token ids")
         if prep["truncation"] not in ("head", "tail", "head+tail"):
             raise ExportError(f"unknown truncation {prep['truncation']!r} in signature.json; re-export the package")
         if Path(str(prep["tokenizer"])).name != prep["tokenizer"]:
@@ -297,42 +254,8 @@ class TextPreprocessor(Preprocessor):
             self._tokenizer = tok
         return self._tokenizer
 
-    def _file_text(self, path: Path) -> str:
-        """One file's text: a raw email parsed as in training when the package says so, else UTF-8 text."""
-        em = self.prep.get("email")
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read(MAX_MESSAGE_BYTES if em is not None else -1)
-        except OSError as err:
-            raise DataError(f"cannot read {path}: {err.strerror or err}") from None
-        if em is None:
-            return raw.decode("utf-8", errors="replace")
-        from shipml.data.email import message_text
-
-        return message_text(raw, headers=em["headers"], body=em["body"], max_chars=em["max_chars"])
-
     def _items(self, raw: Any) -> list[str] | list[Path]:
-        """The texts, or the files to read them from (a list of Path objects is files, of anything else texts)."""
-        if isinstance(raw, (list, tuple)):
-            if raw and all(isinstance(t, Path) for t in raw):
-                return list(raw)
-            return ["" if t is None or (isinstance(t, float) and math.isnan(t)) else str(t) for t in raw]
-        if isinstance(raw, (str, Path)):
-            from shipml.data.sources import read_table, table_format
-
-            p = _existing(raw, self.what)
-            if not (p.is_file() and table_format(p) is not None):
-                files = _walk(p, lambda q: True) if p.is_dir() else [p]
-                if not files:
-                    raise DataError(f"no files found in {p}")
-                return files
-            raw = read_table(p)
-        col = self.prep["text_column"]
-        if not isinstance(raw, pd.DataFrame):
-            raise DataError(f"cannot read texts from a {type(raw).__name__}; give {self.what}")
-        if col not in raw.columns:
-            raise DataError(f"missing text column {col!r}; the model reads {col!r}")
-        return ["" if pd.isna(t) else str(t) for t in raw[col]]
+        return text_items(raw, self.prep["text_column"], self.what)
 
     def _truncate(self, ids: list[int], budget: int) -> list[int]:
         if len(ids) <= budget:
@@ -347,7 +270,7 @@ class TextPreprocessor(Preprocessor):
     def prepare(self, raw: Any) -> Prepared:
         items = self._items(raw)
         files = bool(items) and isinstance(items[0], Path)
-        texts = [self._file_text(t) if isinstance(t, Path) else t for t in items]
+        texts = file_texts(items, self.prep.get("email")) if files else items  # type: ignore[arg-type]
         sp, max_length = self.prep["special_ids"], int(self.prep["max_length"])
         ids = np.full((len(texts), max_length), sp["pad"], dtype=np.int32)  # (N, max_length)
         lengths = np.zeros(len(texts), dtype=np.int32)

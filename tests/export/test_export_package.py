@@ -69,35 +69,80 @@ def test_text_package_carries_tokenizer_decision_and_email_settings(packages: di
 
 _FRESH = """
 import json, sys
+
+class _Blocked:  # a predict-only install: importing any of these fails
+    BLOCKED = ("torch", "transformers", "pydantic", "yaml", "sklearn", "accelerate", "safetensors")
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.BLOCKED:
+            raise ImportError(f"{name} is not installed here")
+        return None
+
+sys.meta_path.insert(0, _Blocked())
 from shipml.runtime import Package
 pkg = Package.open(sys.argv[1])
 frame = pkg.predict(sys.argv[2])
-assert "torch" not in sys.modules, "the runtime imported torch"
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in _Blocked.BLOCKED or m in ("shipml.data", "shipml.config"))
+assert not loaded, loaded
 print(frame.to_json(orient="records"))
 """
 
 
-@pytest.mark.parametrize("name", ["image_run", "table_run", "text_run"])
-def test_package_predicts_in_a_fresh_process_without_torch(packages: dict[str, Path], name: str, tmp_path: Path,
-                                                           email_dir: Path) -> None:
-    """The same predictions as the run's PyTorch model, from a process that never imports torch."""
-    run = shipml.Run(packages[name].parent)
+def _inputs(name: str, run: shipml.Run, tmp_path: Path, email_dir: Path) -> str:
+    """Raw inputs a user would hand over: a folder of PNGs, raw emails, a CSV of feature rows."""
     ctx = load_context(run)
     if name == "image_run":
-        inputs = ctx.data.source + "/3"  # a folder of PNG files
-    elif name == "text_run":
-        inputs = str(email_dir / "spam")  # raw emails, parsed with the package's email settings
-    else:
-        inputs = str(tmp_path / "rows.csv")
-        ctx.raw(ctx.test_idx).to_csv(inputs, index=False)
+        return ctx.data.source + "/3"
+    if name == "text_run":
+        return str(email_dir / "spam")  # raw emails, parsed with the package's email settings
+    path = tmp_path / "rows.csv.gz"  # compressed tables read the same way on both paths
+    ctx.raw(ctx.test_idx).to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_package_predicts_in_a_fresh_process_without_torch_or_pydantic(packages: dict[str, Path], name: str,
+                                                                        tmp_path: Path, email_dir: Path) -> None:
+    """The same predictions as the run's PyTorch model, from a process where torch, transformers, pydantic
+    (and so shipml.config / shipml.data) cannot be imported."""
+    run = shipml.Run(packages[name].parent)
+    inputs = _inputs(name, run, tmp_path, email_dir)
     out = subprocess.run([sys.executable, "-c", _FRESH, str(packages[name]), inputs], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     ours = pd.DataFrame(json.loads(out.stdout))
     theirs = run.predict(inputs)
-    assert list(ours["prediction"]) == list(theirs["prediction"])
-    proba = [c for c in theirs.columns if c.startswith("proba:")]
-    np.testing.assert_allclose(ours[proba].to_numpy(), theirs[proba].to_numpy(), atol=1e-5)
+    assert list(ours.columns) == list(theirs.columns)
+    cols = [c for c in theirs.columns if c.startswith("proba:")]
+    if cols:  # classification: the same labels, and probabilities within float noise of PyTorch
+        assert list(ours["prediction"]) == list(theirs["prediction"])
+    else:
+        cols = ["prediction"]
+    np.testing.assert_allclose(ours[cols].to_numpy(dtype=float), theirs[cols].to_numpy(dtype=float), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_cli_predict_on_run_and_package_agree(packages: dict[str, Path], name: str, tmp_path: Path,
+                                              email_dir: Path) -> None:
+    """`shipml predict RUN x` and `shipml predict RUN/package x` print the same rows: one input path."""
+    from typer.testing import CliRunner
+
+    from shipml.cli import app
+
+    run_dir = packages[name].parent
+    inputs = _inputs(name, shipml.Run(run_dir), tmp_path, email_dir)
+    frames = []
+    for source in (run_dir, packages[name]):
+        res = CliRunner().invoke(app, ["predict", str(source), inputs, "-o", str(tmp_path / f"{source.name}.csv")])
+        assert res.exit_code == 0, res.output
+        frames.append(pd.read_csv(tmp_path / f"{source.name}.csv"))
+    a, b = frames
+    assert list(a.columns) == list(b.columns) and len(a) == len(b) > 0
+    for col in a.columns:
+        if a[col].dtype == object:
+            assert a[col].tolist() == b[col].tolist(), col
+        else:
+            np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), atol=1e-5, err_msg=col)
 
 
 def test_unfinished_run_is_refused_and_nothing_is_written(image_run: Path, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def test_verify_refuses_a_changed_package(tmp_path: Path, damage: object, messag
 def test_atomic_dir_publishes_only_on_success(tmp_path: Path) -> None:
     final = tmp_path / "runs" / "package"
     with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
-        assert tmp.parent == final.parent and tmp.name.startswith(".package.tmp-")
+        assert tmp.parent == final.parent and tmp.name.startswith(f".tmp-{os.getpid()}-package-")
         (tmp / "model.onnx").write_bytes(b"half")
         raise RuntimeError("crash while writing")
     assert list(final.parent.iterdir()) == []  # no final folder, no temp folder left behind
@@ -98,3 +99,22 @@ def test_read_json_names_what_is_wrong(tmp_path: Path) -> None:
     (tmp_path / "b.json").write_bytes(b"\xff\xfe{")
     with pytest.raises(ExportError, match="not valid JSON"):
         read_json(tmp_path / "b.json", "package metrics")
+
+
+@pytest.mark.parametrize("target", ["file", "folder", "outside"])
+def test_verify_refuses_symbolic_links(tmp_path: Path, target: str) -> None:
+    """A link could point anywhere on the machine: what was hashed would not be what runs."""
+    folder = _package(tmp_path / "p")
+    outside = tmp_path / "elsewhere.onnx"
+    outside.write_bytes((folder / "model.onnx").read_bytes())
+    if target == "file":  # same bytes, so only the link itself can make verification fail
+        (folder / "model.onnx").unlink()
+        (folder / "model.onnx").symlink_to(outside)
+    elif target == "folder":
+        (tmp_path / "assets2").mkdir()
+        (folder / "linked").symlink_to(tmp_path / "assets2", target_is_directory=True)
+    else:
+        (folder / "assets" / "tokenizer.json").unlink()
+        (folder / "assets" / "tokenizer.json").symlink_to(outside)
+    with pytest.raises(ExportError, match="symbolic link"):
+        verify_manifest(folder)

@@ -22,10 +22,13 @@ import email.policy
 import re
 from collections.abc import Sequence
 from email.message import Message
+from pathlib import Path
 
-from shipml.data.html_text import collapse_whitespace, html_to_text
+from shipml.core.html_text import collapse_whitespace, html_to_text
 
-__all__ = ["decode_bytes", "message_text", "utf8_safe"]
+__all__ = ["MAX_MESSAGE_BYTES", "decode_bytes", "message_text", "read_message", "utf8_safe"]
+
+MAX_MESSAGE_BYTES = 8 << 20  # a message beyond this is read truncated: the text comes first, attachments last
 
 _HTML_START = re.compile(r"<\s*(?:!doctype\s+html|html|body|head)\b", re.IGNORECASE)
 _HTML_FIRST_TAG = re.compile(
@@ -208,3 +211,9 @@ def message_text(raw: bytes, *, headers: Sequence[str], body: bool, max_chars: i
     except Exception:  # never reached on the corpora tried; here so that no bytes can stop a load
         out = collapse_whitespace(decode_bytes(raw[: max_chars * 4]))
     return out[:max_chars].rstrip()
+
+
+def read_message(path: Path) -> bytes:
+    """The bytes of one message file, at most MAX_MESSAGE_BYTES of them (training and prediction alike)."""
+    with open(path, "rb") as fh:
+        return fh.read(MAX_MESSAGE_BYTES)

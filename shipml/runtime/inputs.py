@@ -1,0 +1,117 @@
+"""Raw inputs as a user or a client hands them over -> rows, nothing decoded or scaled yet.
+
+The one reader of prediction inputs for every caller (`Package.predict`, `Run.predict`, export's parity
+check, and the server): lists of strings, DataFrames, lists of row dicts, table files (CSV/TSV/JSONL/
+Parquet, compressed too), uint8 image arrays and .npz files, image files, folders and path lists, raw
+email files and folders. File formats are read by `shipml.core` (the same readers training uses).
+Folder walks skip hidden files and folders and `__MACOSX`, never loop on links, and are sorted, so the
+order of the output rows is the order of the sorted paths.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipml.core.email import read_message
+from shipml.core.images import iter_files
+from shipml.core.tables import read_table, table_format
+from shipml.errors import DataError
+
+__all__ = ["existing", "file_texts", "frame_rows", "image_items", "text_items", "walk"]
+
+
+def existing(raw: str | Path, what: str) -> Path:
+    """`raw` as a path that exists, else a DataError that says what inputs are accepted."""
+    p = Path(raw)
+    try:
+        found = p.exists()
+    except OSError:  # e.g. a long text passed where a path was expected: "File name too long"
+        found = False
+    if not found:
+        raise DataError(f"{str(p)[:200]!r} does not exist; give {what}")
+    return p
+
+
+def walk(folder: Path, keep: Callable[[str], bool] = lambda name: True) -> list[Path]:
+    """Visible files below `folder` whose name passes `keep`, sorted by path."""
+    return sorted(Path(e.path) for e in iter_files(folder, keep))
+
+
+def frame_rows(raw: Any, what: str) -> pd.DataFrame:
+    """A DataFrame, a list of row dicts, or a table file -> a frame."""
+    if isinstance(raw, (list, tuple)) and raw and all(isinstance(r, dict) for r in raw):
+        return pd.DataFrame(list(raw))
+    if isinstance(raw, (str, Path)):
+        return read_table(existing(raw, what))
+    if not isinstance(raw, pd.DataFrame):
+        raise DataError(f"cannot read table rows from a {type(raw).__name__}; give {what}")
+    return raw
+
+
+def text_items(raw: Any, column: str, what: str) -> list[str] | list[Path]:
+    """The texts, or the files to read them from: a list of Path objects is files, a list of anything else is
+    texts (None/NaN -> ""), a table file or frame gives its `column`, any other file or folder is files."""
+    if isinstance(raw, (list, tuple)):
+        if raw and all(isinstance(t, Path) for t in raw):
+            return list(raw)
+        return ["" if t is None or (isinstance(t, float) and math.isnan(t)) else str(t) for t in raw]
+    if isinstance(raw, (str, Path)):
+        p = existing(raw, what)
+        if not (p.is_file() and table_format(p) is not None):
+            files = walk(p) if p.is_dir() else [p]
+            if not files:
+                raise DataError(f"no files found in {p}")
+            return files
+        raw = read_table(p)
+    if not isinstance(raw, pd.DataFrame):
+        raise DataError(f"cannot read texts from a {type(raw).__name__}; give {what}")
+    if column not in raw.columns:
+        raise DataError(f"missing text column {column!r}; the model reads {column!r}")
+    return ["" if pd.isna(t) else str(t) for t in raw[column]]
+
+
+def file_texts(files: list[Path], email: dict[str, Any] | None) -> list[str]:
+    """Each file's text: a raw email parsed as in training when `email` settings are given, else UTF-8."""
+    from shipml.core.email import message_text
+
+    texts = []
+    for path in files:
+        try:
+            if email is None:
+                texts.append(path.read_bytes().decode("utf-8", errors="replace"))
+            else:
+                texts.append(message_text(read_message(path), headers=email["headers"], body=email["body"],
+                                          max_chars=email["max_chars"]))
+        except OSError as err:
+            raise DataError(f"cannot read {path}: {err.strerror or err}") from None
+    return texts
+
+
+def image_items(raw: Any, check: Callable[[np.ndarray, str], np.ndarray], what: str,
+                suffixes: tuple[str, ...]) -> np.ndarray | list[Path]:
+    """An array of pixels (checked by `check`), or the image files to decode."""
+    if isinstance(raw, np.ndarray):
+        return check(raw, "the array")
+    if isinstance(raw, (list, tuple)) and all(isinstance(p, (str, Path)) for p in raw):
+        return [Path(p) for p in raw]
+    if not isinstance(raw, (str, Path)):
+        raise DataError(f"cannot read images from a {type(raw).__name__}; give {what}")
+    p = existing(raw, what)
+    if p.is_file() and p.suffix.lower() == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as npz:
+                if "images" not in npz.files:
+                    raise DataError(f"{p} holds {npz.files}, no 'images' array; save it with np.savez(images=...)")
+                return check(npz["images"], str(p))
+        except (OSError, ValueError) as err:
+            raise DataError(f"{p} is not a readable .npz file ({err})") from None
+    paths = walk(p, lambda name: name.lower().endswith(suffixes)) if p.is_dir() else [p]
+    if not paths:
+        raise DataError(f"no images ({', '.join(suffixes)}) found in {p}")
+    return paths
