@@ -26,10 +26,11 @@ from torch import nn
 
 from shipml._console import Reporter
 from shipml.config import TrainConfig
+from shipml.core.files import atomic_write_bytes
 from shipml.data.dataset import Dataset
 from shipml.errors import TrainError
 from shipml.tasks.base import Task, Tensors
-from shipml.training.checkpoint import Checkpoint, atomic_write_bytes, load_latest, save_checkpoint
+from shipml.training.checkpoint import Checkpoint, load_latest, save_checkpoint
 from shipml.training.optim import build_optimizer, build_scheduler, optimizer_state, restore_optimizer
 
 __all__ = ["LoopState", "TrainResult", "cpu_supports_bf16", "fit", "predict_outputs", "resolve_precision"]
