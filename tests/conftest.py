@@ -1,12 +1,17 @@
-"""Fixtures shared by every test room: an isolated cache and the path of ../shared/data."""
+"""Fixtures shared by every test room: an isolated cache, the small real data in tests/fixtures, and the
+path of the full data sets in ../shared/data."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# $SHIPML_SHARED_DATA overrides the place (a folder that does not exist behaves like a fresh clone)
+SHARED_DATA = Path(os.environ.get("SHIPML_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+SMALL_DATA = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(autouse=True)
@@ -17,9 +22,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The full data sets (SpamAssassin archives, mnist5k.tar.gz), for the tests that need all of them."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} is missing (the project expects ../shared/data beside the checkout)")
+        pytest.skip(f"{SHARED_DATA} is missing (the full data sets live in ../shared/data beside the checkout, "
+                    "or where $SHIPML_SHARED_DATA says)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def small_data() -> Path:
+    """tests/fixtures, always there: spamassassin/{ham,spam}/ (30 real raw messages each) and mnist400.tar.gz
+    (40 real digits per class, laid out like mnist5k.tar.gz). Read-only: copy before changing anything."""
+    return SMALL_DATA
 
 
 # ---------------------------------------------------------------------------------------------- trained runs
@@ -63,19 +77,14 @@ def regression_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def email_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 real ham and 24 real spam messages from SpamAssassin, as a folder of raw emails per label."""
-    import tarfile
-
+def email_dir(small_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 real ham and 24 real spam messages from SpamAssassin (the first of tests/fixtures in name order), as a
+    folder of raw emails per label."""
     root = tmp_path_factory.mktemp("mail") / "mail"
-    for archive, label in (("20030228_easy_ham.tar.bz2", "ham"), ("20030228_spam.tar.bz2", "spam")):
+    for label in ("ham", "spam"):
         (root / label).mkdir(parents=True)
-        with tarfile.open(shared_data / "spamassassin" / archive) as tar:
-            taken = 0
-            for m in tar:
-                if m.isfile() and "." in Path(m.name).name and taken < 24:
-                    (root / label / Path(m.name).name).write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
-                    taken += 1
+        for path in sorted((small_data / "spamassassin" / label).iterdir())[:24]:
+            shutil.copyfile(path, root / label / path.name)
     return root
 
 

@@ -40,19 +40,24 @@ def class_folder(root: Path, classes: dict[str, int], start: int = 0) -> Path:
     return root
 
 
+@pytest.mark.parametrize("source", ["small_data", "shared_data"])
 def test_mnist5k_loads_stratified_and_second_load_hits_the_cache(
-    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+    source: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = DataConfig(path=str(shared_data / "mnist5k.tar.gz"))
+    """mnist400.tar.gz from tests/fixtures (40 per digit) everywhere; mnist5k.tar.gz (500) where ../shared is."""
+    name, per_digit = ("mnist400", 40) if source == "small_data" else ("mnist5k", 500)
+    cfg = DataConfig(path=str(request.getfixturevalue(source) / f"{name}.tar.gz"))
     ds = load_dataset(cfg, seed=0, task_kind="classification")
     assert ds.kind == "images" and ds.images is not None
-    assert ds.images.shape == (5000, 28, 28, 1) and ds.images.dtype == np.uint8
+    assert ds.images.shape == (10 * per_digit, 28, 28, 1) and ds.images.dtype == np.uint8
     assert ds.classes == [str(d) for d in range(10)]
-    assert {s: int((ds.split == s).sum()) for s in ("train", "val", "test")} == {"train": 4000, "val": 500, "test": 500}
-    for label in ds.classes:  # stratified: every digit 400/50/50
+    train, held = per_digit * 8 // 10, per_digit // 10
+    splits = {s: int((ds.split == s).sum()) for s in ("train", "val", "test")}
+    assert splits == {"train": 10 * train, "val": 10 * held, "test": 10 * held}
+    for label in ds.classes:  # stratified: every digit 80/10/10 (400/50/50 of mnist5k)
         rows = ds.split[ds.frame["label"].to_numpy() == label]
-        assert (rows == "train").sum() == 400 and (rows == "val").sum() == 50 and (rows == "test").sum() == 50
-    assert ds.frame["source"][0].startswith("mnist5k/") and not ds.log.skipped
+        assert (rows == "train").sum() == train and (rows == "val").sum() == held and (rows == "test").sum() == held
+    assert ds.frame["source"][0].startswith(f"{name}/") and not ds.log.skipped
     assert len(list((cache_dir() / "images").glob("*.npz"))) == 1
 
     def no_decoding(*args: object, **kwargs: object) -> None:

@@ -44,14 +44,17 @@ def test_target_falls_back_to_the_last_column_and_regression(tmp_path: Path) -> 
     assert infer_data(str(tmp_path / "s.csv")).task == "tabular-classification"  # 5 integer values: classes
 
 
-def test_mnist5k_profile_is_quick(shared_data: Path) -> None:
+@pytest.mark.parametrize("source", ["small_data", "shared_data"])
+def test_mnist5k_profile_is_quick(source: str, request: pytest.FixtureRequest) -> None:
+    """mnist400.tar.gz from tests/fixtures (40 per digit) everywhere; mnist5k.tar.gz (500) where ../shared is."""
+    name, per_digit = ("mnist400", 40) if source == "small_data" else ("mnist5k", 500)
     start = time.perf_counter()
-    p = infer_data(str(shared_data / "mnist5k.tar.gz"))
-    assert (p.kind, p.task, p.rows, p.n_classes) == ("images", "image-classification", 5000, 10)
+    p = infer_data(str(request.getfixturevalue(source) / f"{name}.tar.gz"))
+    assert (p.kind, p.task, p.rows, p.n_classes) == ("images", "image-classification", 10 * per_digit, 10)
     assert p.image_size == (28, 28) and p.channels == 1 and p.archive and not p.split_folders
-    assert p.classes == {str(d): 500 for d in range(10)}
+    assert p.classes == {str(d): per_digit for d in range(10)}
     assert p.to_dict()["image_size"] == [28, 28]
-    assert time.perf_counter() - start < 10  # unpacking once, no decoding: about a second
+    assert time.perf_counter() - start < 10  # unpacking once, no decoding: about a second for mnist5k
 
 
 def test_sklearn_and_missing_paths() -> None:

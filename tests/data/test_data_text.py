@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -25,31 +24,16 @@ def load_text(path: Path | str, **fields: object) -> Dataset:
     return load_dataset(DataConfig(path=str(path), **fields), seed=0, task_kind="classification", kind="text")
 
 
-def first_messages(archive: Path, n: int) -> list[tuple[str, bytes]]:
-    out = []
-    with tarfile.open(archive, "r:bz2") as tf:
-        for m in tf:
-            fh = tf.extractfile(m) if m.isfile() else None
-            if fh is not None:
-                out.append((m.name.rsplit("/", 1)[-1], fh.read()))
-                if len(out) == n:
-                    break
-    return out
-
-
 @pytest.fixture(scope="module")
-def mail_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """root/{ham,spam}/<part>/<message>: 30 real messages per label, plus what must be ignored or skipped."""
-    corpus = shared_data / "spamassassin"
-    if not corpus.is_dir():
-        pytest.skip(f"{corpus} is missing")
+def mail_root(small_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """root/{ham,spam}/<part>/<message>: the 30 real messages per label of tests/fixtures, plus what must be
+    ignored or skipped."""
     root = tmp_path_factory.mktemp("mail") / "root"
-    parts = (("ham", "20030228_easy_ham.tar.bz2", "easy_ham"), ("spam", "20030228_spam.tar.bz2", "spam"))
-    for label, archive, part in parts:
+    for label, part in (("ham", "easy_ham"), ("spam", "spam")):
         folder = root / label / part
         folder.mkdir(parents=True)
-        for name, data in first_messages(corpus / archive, 30):
-            (folder / name).write_bytes(data)
+        for message in sorted((small_data / "spamassassin" / label).iterdir()):
+            shutil.copyfile(message, folder / message.name)
         (folder / "cmds").write_text("mv 00001 00002\n")  # SpamAssassin's build commands: not a message
     (root / "spam" / "spam" / "99999.markup").write_bytes(b"Content-Type: text/html\n\n<html><img src=x></html>\n")
     (root / "spam" / "spam" / "99998.junk").write_bytes(bytes(range(9)) * 30)

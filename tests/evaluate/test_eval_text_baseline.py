@@ -50,6 +50,10 @@ def _synthetic(n: int = 300, seed: int = 0) -> Dataset:
     return _text_data(texts, labels, names)
 
 
+def _body(raw: bytes) -> str:
+    return raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[-1].decode("latin-1")[:2000]
+
+
 def _emails(shared: Path, per_class: int = 150) -> Dataset:
     """The first messages of easy_ham and spam, bodies only (headers would give the game away)."""
     texts, labels, sources = [], [], []
@@ -60,8 +64,7 @@ def _emails(shared: Path, per_class: int = 150) -> Dataset:
                     continue
                 handle = tar.extractfile(member)
                 assert handle is not None
-                raw = handle.read().replace(b"\r\n", b"\n")
-                texts.append(raw.split(b"\n\n", 1)[-1].decode("latin-1")[:2000])
+                texts.append(_body(handle.read()))
                 labels.append(label)
                 sources.append(member.name)
                 if labels.count(label) == per_class:
@@ -69,15 +72,27 @@ def _emails(shared: Path, per_class: int = 150) -> Dataset:
     return _text_data(texts, labels, ["ham", "spam"], source=sources)
 
 
-def test_real_emails(shared_data: Path) -> None:
-    data = _emails(shared_data)
+def _small_emails(small: Path) -> Dataset:
+    """The 30 real messages per label of tests/fixtures, bodies only."""
+    paths = [p for label in ("ham", "spam") for p in sorted((small / "spamassassin" / label).iterdir())]
+    return _text_data([_body(p.read_bytes()) for p in paths], [p.parent.name for p in paths], ["ham", "spam"],
+                      source=[f"{p.parent.name}/{p.name}" for p in paths])
+
+
+@pytest.mark.parametrize("source", ["small_data", "shared_data"])
+def test_real_emails(source: str, request: pytest.FixtureRequest) -> None:
+    """60 messages from tests/fixtures everywhere; 150 per label from the archives where ../shared is."""
+    folder = request.getfixturevalue(source)
+    data = _small_emails(folder) if source == "small_data" else _emails(folder)
     result = fit_baseline(data)
     assert result.name == "TF-IDF + logistic regression"
     assert result.proba is not None and result.proba.shape == (len(data.indices("test")), 2)
     np.testing.assert_allclose(result.proba.sum(1), 1.0)
     metrics = classification_metrics(data.y("test"), result.proba, ["ham", "spam"], n_bootstrap=0)
-    assert metrics["accuracy"]["value"] >= 0.9
-    assert metrics["roc_auc"]["value"] >= 0.95
+    # 36 training messages (13 in test, multipart and base64 bodies raw) learn less than 180: 0.85 / 0.85 there
+    accuracy, auc = (0.75, 0.8) if source == "small_data" else (0.9, 0.95)
+    assert metrics["accuracy"]["value"] >= accuracy
+    assert metrics["roc_auc"]["value"] >= auc
     assert result.val_proba is not None and result.val_proba.shape == (len(data.indices("val")), 2)
     assert result.fit_seconds < 10
 
