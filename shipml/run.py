@@ -222,7 +222,11 @@ class Run:
 
     def _train_locked(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter) -> Run:
         cfg = self.config
-        result = fit(task, data, cfg.train, self.path, seed=cfg.seed, resume=resume, reporter=reporter)
+        try:
+            result = fit(task, data, cfg.train, self.path, seed=cfg.seed, resume=resume, reporter=reporter)
+        except TrainError as err:  # e.g. the loss diverged: on record, so nobody mistakes the run for a live one
+            self._write_status("failed", error=str(err), failed=_now())
+            raise
         model_dir = self.path / "model"
         model_dir.mkdir(exist_ok=True)
         state = {k: v.contiguous() for k, v in result.model.state_dict().items()}

@@ -179,7 +179,7 @@ def test_exploding_loss_stops_training(cancer: Dataset, train_cfg: Cfg, tmp_path
 
 
 def test_a_diverged_run_is_not_marked_trained(tmp_path: Path) -> None:
-    """Run writes "trained" only after fit returns: a diverged fit leaves the run "training", with no model."""
+    """Run writes "trained" only after fit returns: a diverged fit marks the run "failed" with the error, no model."""
     from shipml.run import train
 
     cfg = {"name": "diverges", "seed": 0, "data": {"path": "sklearn:breast_cancer"},
@@ -189,5 +189,5 @@ def test_a_diverged_run_is_not_marked_trained(tmp_path: Path) -> None:
     with pytest.raises(TrainError, match=r"lower train\.lr"):
         train(cfg, run_dir=tmp_path / "run", quiet=True)
     info = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert info["status"] == "training" and "steps" not in info
+    assert info["status"] == "failed" and "steps" not in info and "lower train.lr" in info["error"]
     assert not (tmp_path / "run" / "model" / "model.safetensors").exists()
