@@ -10,6 +10,7 @@ allowed. The resolved config (defaults filled in) is written into every run dire
 
 from shipml.config.loading import apply_overrides, dump_config, load_config, parse_config
 from shipml.config.schema import (
+    ArchiveConfig,
     AugmentConfig,
     CNNConfig,
     CompressConfig,
@@ -31,6 +32,7 @@ from shipml.config.schema import (
 )
 
 __all__ = [
+    "ArchiveConfig",
     "AugmentConfig",
     "CNNConfig",
     "CompressConfig",

@@ -11,15 +11,65 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from shipml.config.schema import Config
+from shipml.config.schema import MODEL_ARCHS, Config
 from shipml.errors import ConfigError
 
 __all__ = ["apply_overrides", "dump_config", "load_config", "parse_config"]
 
 
+def _owners(fields: list[str]) -> list[str]:
+    """The architectures whose section has every one of `fields`."""
+    return [arch for arch, model in MODEL_ARCHS.items() if fields and set(fields) <= set(model.model_fields)]
+
+
+def _model_error(e: Any) -> str | None:
+    """The line for one of the model section's discriminated-union errors, which pydantic words in its own
+    terms ("Unable to extract tag using discriminator 'arch'") and locates under the arch name
+    (model.cnn.hidden); None for every other error."""
+    loc, kind, value = tuple(e["loc"]), e["type"], e.get("input")
+    if not loc or loc[0] != "model":
+        return None
+    choices = "|".join(MODEL_ARCHS)
+    if loc == ("model",) and kind == "union_tag_not_found":
+        given = [str(k) for k in value] if isinstance(value, dict) else []
+        owners = _owners(given)
+        hint = ""
+        if len(owners) == 1:
+            hint = f" (the fields given, {', '.join(given)}, belong to {owners[0]}: --set model.arch={owners[0]})"
+        elif owners:
+            hint = f" ({', '.join(given)}: fields of {', '.join(owners)} alike)"
+        return (f"model.arch is missing; set model.arch: {choices}{hint}. Leave out the whole model section to "
+                "use the task's default architecture")
+    if loc == ("model",) and kind == "union_tag_invalid":
+        tag = value.get("arch") if isinstance(value, dict) else value
+        return f"model.arch: {tag!r} is not an architecture; set model.arch: {choices}"
+    if loc == ("model",) and kind == "model_attributes_type":
+        return (f"model: expected a section such as {{arch: mlp, hidden: [64]}} (arch: {choices}), got {value!r}; "
+                "leave it out to use the task's default architecture")
+    if len(loc) >= 3 and loc[1] in MODEL_ARCHS:  # pydantic puts the arch into the path: model.cnn.hidden
+        arch, path = str(loc[1]), ".".join(["model", *(str(p) for p in loc[2:])])
+        if kind == "extra_forbidden":
+            owners = _owners([str(loc[2])])
+            where = f"; it belongs to arch {' or '.join(owners)}" if owners else " (check the spelling)"
+            return f"{path}: not a field of arch {arch}{where}"
+        return f"{path}: {_message(e)} (arch {arch})"
+    return None
+
+
+def _message(e: Any) -> str:
+    """pydantic's message for one error, with the value that caused it."""
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    value = e.get("input")
+    return msg if isinstance(value, dict) or repr(value) in msg else f"{msg} (got {value!r})"
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid config ({source}):"]
     for e in err.errors():
+        special = _model_error(e)
+        if special is not None:
+            lines.append(f"  {special}")
+            continue
         path = ".".join(str(p) for p in e["loc"]) or "<root>"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "MODEL_ARCHS",
+    "ArchiveConfig",
     "AugmentConfig",
     "CNNConfig",
     "CompressConfig",
@@ -65,6 +67,24 @@ class EmailConfig(_Section):
     )
 
 
+class ArchiveConfig(_Section):
+    """Limits on unpacking a .zip / .tar.* data set into the cache, so a decompression bomb (a small archive
+    that expands to gigabytes) is refused instead of filling the disk. Counted while unpacking."""
+
+    max_bytes: int = Field(
+        20 * 1024**3,
+        ge=1,
+        description="Most bytes an archive may unpack to (default 20 GiB): more than any data set shipml trains on "
+        "one machine in reasonable time, less than a typical free disk. Raise it for a larger data set.",
+    )
+    max_ratio: float = Field(
+        200.0,
+        gt=1,
+        description="Most unpacked bytes per archive byte (checked past 1 MiB). Real data compresses 1-10x (images, "
+        "numbers, text), very repetitive tables up to ~100x; bombs 1000x and more. Raise it for a trusted archive.",
+    )
+
+
 class DataConfig(_Section):
     """Where the data is and how to clean and split it."""
 
@@ -101,6 +121,9 @@ class DataConfig(_Section):
         None, description="[height, width] images are resized to; default: the most common size."
     )
     channels: Literal[1, 3] | None = Field(None, description="1 (grey) or 3 (RGB); default: 1 if all grey.")
+    archive: ArchiveConfig = Field(
+        default_factory=ArchiveConfig, description="Limits on unpacking an archive (.zip/.tar.*) data.path."
+    )
 
     @field_validator("path")
     @classmethod
@@ -215,6 +238,10 @@ class TransformerConfig(_Section):
 
 
 ModelConfig = Annotated[CNNConfig | MLPConfig | TransformerConfig, Field(discriminator="arch")]
+# arch name -> its section, for messages that name the architecture a field belongs to
+MODEL_ARCHS: dict[str, type[BaseModel]] = {
+    m.model_fields["arch"].default: m for m in (CNNConfig, MLPConfig, TransformerConfig)
+}
 
 
 class EarlyStoppingConfig(_Section):

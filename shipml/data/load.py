@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from shipml.config import DataConfig
+from shipml.config import ArchiveConfig, DataConfig
 from shipml.data import clean
 from shipml.data.archives import is_archive, unpack_archive
 from shipml.data.dataset import CleaningLog, Dataset
@@ -24,9 +25,9 @@ from shipml.data.mail_folder import has_label_folders
 from shipml.data.sources import read_table, sklearn_digits_images, sklearn_name, sklearn_table, table_format
 from shipml.data.split import assign_split, fingerprint, leakage_mask, split_from_column
 from shipml.data.text import email_rows, table_text_rows
-from shipml.errors import DataError
+from shipml.errors import DataError, ShipmlWarning
 
-__all__ = ["load_dataset", "resolve_source"]
+__all__ = ["load_dataset", "read_table_logged", "resolve_source"]
 
 Kind = Literal["table", "images", "text"]
 Found = Literal["table", "images", "emails"]  # what the path holds
@@ -60,22 +61,38 @@ def load_dataset(cfg: DataConfig, *, seed: int, task_kind: TaskKind, kind: Kind 
                 raise DataError(f"sklearn:{name} is a table, not images; only sklearn:digits has images")
             return _from_digits_images(cfg, seed, task_kind, log)
         return _from_table(sklearn_table(name, cfg.target), cfg, seed, task_kind, log)
-    root, found = resolve_source(cfg.path, cfg.format, kind, log)
+    root, found = resolve_source(cfg.path, cfg.format, kind, log, cfg.archive)
     if found == "images":
         return _from_images(root, cfg, seed, task_kind, log)
     if found == "emails":
         rows = email_rows(root, cfg, task_kind, log)
         return _finish(rows, "text", [cfg.text_column], [], cfg, seed, task_kind, log)
-    frame = read_table(root, cfg.format)
+    frame = read_table_logged(root, cfg.format, log)
     if kind == "text":
         rows = table_text_rows(frame, cfg, task_kind, log, where=str(root))
         return _finish(rows, "text", [cfg.text_column], [], cfg, seed, task_kind, log)
     return _from_table(frame, cfg, seed, task_kind, log, where=str(root))
 
 
-def resolve_source(path_text: str, fmt: str, kind: Kind | None, log: CleaningLog) -> tuple[Path, Found]:
-    """Where the data really is (unpacking archives into the cache) and what it holds: a table,
-    images, or a folder of emails."""
+def read_table_logged(path: Path, fmt: str, log: CleaningLog) -> pd.DataFrame:
+    """`read_table`, with its `ShipmlWarning`s (e.g. duplicate column names) recorded as cleaning-log warnings,
+    so the CLI, data.json and the report show them; other warnings pass through unchanged."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ShipmlWarning)
+        frame = read_table(path, fmt)
+    for w in caught:
+        if issubclass(w.category, ShipmlWarning):
+            log.warn(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return frame
+
+
+def resolve_source(
+    path_text: str, fmt: str, kind: Kind | None, log: CleaningLog, archive: ArchiveConfig | None = None
+) -> tuple[Path, Found]:
+    """Where the data really is (unpacking archives into the cache, within `archive`'s limits) and what it
+    holds: a table, images, or a folder of emails."""
     path = Path(path_text).expanduser()
     if not path.exists():
         raise DataError(
@@ -83,7 +100,7 @@ def resolve_source(path_text: str, fmt: str, kind: Kind | None, log: CleaningLog
             f"taken from the config file's folder or the current directory ({os.getcwd()})"
         )
     if path.is_file() and is_archive(path):
-        path, fresh = unpack_archive(path)
+        path, fresh = unpack_archive(path, archive)
         log.action(f"{'unpacked' if fresh else 'reused the unpacked copy of'} {Path(path_text).name} in {path}")
     if path.is_file():
         if kind == "images" or fmt == "images":
@@ -185,6 +202,10 @@ def _from_images(root: Path, cfg: DataConfig, seed: int, task_kind: TaskKind, lo
     layout = discover_images(root)
     if layout.loose:
         log.warn(f"ignored {layout.loose} images lying outside class folders")
+    for rel, reason in layout.unreadable:
+        log.skip(rel, reason)
+    if layout.unreadable:
+        log.warn(f"skipped {len(layout.unreadable)} image entries that cannot be opened (listed under 'skipped')")
     pixels, idx = load_pixels(layout, cfg.image_size, cfg.channels, log)
     frame = pd.DataFrame(
         {"source": [layout.relpaths[i] for i in idx], cfg.target: [layout.labels[i] for i in idx]},
