@@ -19,11 +19,12 @@ not one k-of-n proportion and keep the bootstrap.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
 
+from shipml.core.metric_names import HEADLINE, metric_direction
 from shipml.evaluate.bootstrap import bootstrap, interval
 from shipml.evaluate.proportion import proportion_interval
 
@@ -37,14 +38,7 @@ __all__ = [
     "reliability_bins",
 ]
 
-HEADLINE: dict[str, str] = {"classification": "accuracy", "regression": "r2"}
 ECE_BINS = 15
-_LOWER_IS_BETTER = {"loss", "mse", "mae", "rmse", "ece", "log_loss"}
-
-
-def metric_direction(name: str) -> Literal["max", "min"]:
-    """Whether a larger value of metric `name` is better ("max") or worse ("min")."""
-    return "min" if name in _LOWER_IS_BETTER else "max"
 
 
 # -------------------------------------------------------------------------------------- classification

@@ -1,4 +1,5 @@
-"""What every task family provides: preprocessing it learns, a model builder, batching, loss, predictions.
+"""What every task family provides: preprocessing it learns, a model builder, batching, loss, predictions,
+and the architecture hooks export and compression call (`export_module`, `prunable_groups`, `make_student`).
 
 A task is fitted on the training split (`fit`), after which everything it learned is JSON
 (`assets()`), so a saved model can be rebuilt without the training data and without pickles.
@@ -6,6 +7,8 @@ A task is fitted on the training split (`fit`), after which everything it learne
 
 from __future__ import annotations
 
+import copy
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -17,11 +20,14 @@ from pydantic import BaseModel, TypeAdapter
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score
 from torch import nn
 
-from shipml.config import Config, ModelConfig, TaskConfig
+from shipml.config import Config, DistillConfig, ModelConfig, TaskConfig
+from shipml.core.metric_names import HEADLINE
 from shipml.data.dataset import Dataset
 from shipml.errors import ConfigError
+from shipml.runtime.predict import decide
+from shipml.tasks.structure import Group
 
-__all__ = ["ClassificationTask", "RegressionTask", "Task", "decide"]
+__all__ = ["ClassificationTask", "RegressionTask", "Task"]
 
 Tensors = dict[str, torch.Tensor]
 _MODEL_ADAPTER: TypeAdapter[Any] = TypeAdapter(ModelConfig)
@@ -32,9 +38,11 @@ class Task(ABC):
 
     name: ClassVar[str]
     kind: ClassVar[Literal["classification", "regression"]]
-    data_kind: ClassVar[Literal["table", "images"]]
+    data_kind: ClassVar[Literal["table", "images", "text"]]
     default_model: ClassVar[type[BaseModel]]
-    headline: ClassVar[str]  # the metric early stopping and the frontier use by default
+    # what the report, the CLI summary and the compression frontier lead with (core.metric_names.HEADLINE);
+    # early stopping ranks checkpoints by validation loss unless train.early_stopping.metric names another
+    headline: ClassVar[str]
     prefers_bf16: ClassVar[bool] = False  # measured: bf16 autocast speeds this family up on CPUs with bf16
     # what `shipml init` proposes for this family: {"task": {...}, "model": {...}, "train": {...}}
     recipe: ClassVar[dict[str, Any]] = {}
@@ -86,6 +94,31 @@ class Task(ABC):
             "classes": self.classes,
             "preprocessing": self.prep,
         }
+
+    def runtime_preprocessing(self, email: dict[str, Any] | None) -> dict[str, Any]:
+        """The learned preprocessing as the runtime reads it (signature.json "preprocessing"): a copy of
+        `prep` without what only training uses; `email` is the run's data.email settings (text tasks)."""
+        prep = json.loads(json.dumps(self.prep))  # a deep copy
+        prep.pop("decision", None)  # the spec carries it on its own
+        return prep
+
+    def spec(self, email: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What the network's inputs and outputs mean, for `shipml.runtime.Predictor`: the one input path
+        that `Run.predict`, packages (signature.json) and the server share."""
+        if not self.fitted:
+            raise RuntimeError("task is not fitted")
+        classification = self.kind == "classification"
+        transform = ({"kind": "softmax"} if classification
+                     else {"kind": "affine", "mean": self.prep["target"]["mean"], "std": self.prep["target"]["std"]})
+        return {"task": self.name, "kind": self.kind, "data_kind": self.data_kind, "classes": self.classes,
+                "output_transform": transform, "decision": self.prep.get("decision") if classification else None,
+                "preprocessing": self.runtime_preprocessing(email)}
+
+    def with_decision(self, decision: dict[str, Any] | None) -> Task:
+        """A copy of this fitted task with another decision rule (scoring returns one; nothing is mutated)."""
+        other = copy.copy(self)
+        other.prep = {**self.prep, "decision": decision}
+        return other
 
     @classmethod
     def from_assets(cls, assets: dict[str, Any]) -> Task:
@@ -154,19 +187,43 @@ class Task(ABC):
     def param_count(self, model: nn.Module) -> int:
         return sum(p.numel() for p in model.parameters())
 
+    # ------------------------------------------------------------------ architecture hooks (export, compress)
+    # Export and compression call these instead of inspecting model classes, so a family's architecture is
+    # known in one place. A compressor declares the hooks it needs (`Compressor.needs`); a family that does not
+    # override one is refused by that compressor before any work (`implements`).
 
-def decide(proba: np.ndarray, decision: dict[str, Any] | None) -> np.ndarray:
-    """Class indices from (N, C) probabilities under a decision rule: None or strategy "argmax" -> argmax;
-    otherwise {"positive": index, "threshold": t}: the positive class wherever its probability >= t."""
-    if not decision or decision.get("strategy", "argmax") == "argmax":
-        return proba.argmax(axis=1)
-    pos = decision["positive"]
-    return np.where(proba[:, pos] >= decision["threshold"], pos, 1 - pos)
+    # int8: "static" calibrates fixed activation ranges on training rows (CNNs, MLPs: fastest kernels);
+    # "dynamic" quantizes activations per batch (transformers: ranges vary with sequence length and content)
+    int8_activations: ClassVar[Literal["static", "dynamic"]] = "static"
+
+    @classmethod
+    def implements(cls, hook: str) -> bool:
+        """Whether this family overrides the architecture hook `hook` (e.g. "prunable_groups")."""
+        if not callable(getattr(Task, hook, None)):
+            raise ValueError(f"{hook!r} is not a Task hook")
+        return getattr(cls, hook) is not getattr(Task, hook)
+
+    def export_module(self, model: nn.Module) -> nn.Module:
+        """The module traced to ONNX for `model` (same weights, same outputs; the parity check compares them);
+        default: the model itself. A family overrides it when its eager graph exports badly."""
+        return model
+
+    def prunable_groups(self, model: nn.Module, example: Tensors) -> list[Group]:
+        """The units structured pruning may remove from `model`, with every slice that holds them; `example` is
+        one batch of inputs (for shapes that depend on the input, such as a CNN's last feature map)."""
+        raise ConfigError(f"task {self.name!r} does not describe prunable units (Task.prunable_groups); "
+                          "it cannot be pruned")
+
+    def make_student(self, model: nn.Module, cfg: DistillConfig) -> tuple[nn.Module, Task, dict[str, Any]]:
+        """A smaller model to distil `model` into: (untrained or teacher-initialised student, the task it runs
+        under, params on record). Called under the run's seed, so a student built from scratch is reproducible."""
+        raise ConfigError(f"task {self.name!r} does not define a student model (Task.make_student); "
+                          "it cannot be distilled")
 
 
 class ClassificationTask(Task):
     kind = "classification"
-    headline = "accuracy"
+    headline = HEADLINE["classification"]
 
     @property
     def n_classes(self) -> int:
@@ -210,7 +267,7 @@ class RegressionTask(Task):
     """Targets are standardised with training statistics; predictions are returned in original units."""
 
     kind = "regression"
-    headline = "r2"
+    headline = HEADLINE["regression"]
 
     def _target_stats(self, data: Dataset) -> dict[str, float]:
         y = data.y("train")

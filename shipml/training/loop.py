@@ -27,6 +27,7 @@ from torch import nn
 from shipml._console import Reporter
 from shipml.config import TrainConfig
 from shipml.core.files import atomic_write_bytes
+from shipml.core.metric_names import metric_direction
 from shipml.data.dataset import Dataset
 from shipml.errors import TrainError
 from shipml.tasks.base import Task, Tensors
@@ -35,7 +36,6 @@ from shipml.training.optim import build_optimizer, build_scheduler, optimizer_st
 
 __all__ = ["LoopState", "TrainResult", "cpu_supports_bf16", "fit", "predict_outputs", "resolve_precision"]
 
-_MIN_METRICS = ("loss", "mse", "mae", "rmse", "log_loss", "ece")
 
 
 @dataclass
@@ -197,7 +197,7 @@ class _Loop:
         es = cfg.early_stopping
         # validation loss by default: on small validation splits it ranks checkpoints far less noisily than accuracy
         self.metric = es.metric or ("loss" if len(self.val_idx) else None)
-        self.mode = es.mode if es.mode != "auto" else ("min" if self.metric in _MIN_METRICS else "max")
+        self.mode = es.mode if es.mode != "auto" else metric_direction(self.metric or "loss")
         self.state = LoopState()
         self.note = ""  # shown next to the progress bar
         self.log: _Log | None = None
