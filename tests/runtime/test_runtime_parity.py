@@ -1,4 +1,5 @@
-"""The runtime's preprocessing equals the training side's, row for row: image batches against
+"""The runtime's preprocessing equals the training side's, row for row (category text and number conversion
+have one implementation, shipml.core.values, so they are not compared here): image batches against
 ImageClassification (arrays and files of other sizes, modes and bit depths against read_images), table
 encoding against TabularClassification (missing values, unseen and float-looking categories), token batches
 against TextClassification in every truncation mode, and raw emails against message_text."""
@@ -17,10 +18,9 @@ from test_runtime_package import text_package, text_prep, write_package
 
 from shipml.config import TransformerConfig
 from shipml.data import message_text, read_images
-from shipml.data.clean import category_text as training_category_text
 from shipml.data.dataset import CleaningLog, Dataset
 from shipml.runtime import Package
-from shipml.runtime.preprocess import category_text, make_preprocessor
+from shipml.runtime.preprocess import make_preprocessor
 from shipml.tasks import create_task
 
 IMAGE_KEYS = ("size", "channels", "scale", "mean", "std", "layout")
@@ -91,19 +91,6 @@ def test_image_preprocessing_equals_training(tmp_path: Path, channels: int) -> N
     np.testing.assert_array_equal(pre.feeds(prepared, rows)["pixels"], _training_batch(task, decoded, rows))
     # a folder reads the same files in the same (sorted) order
     np.testing.assert_array_equal(pre.prepare(tmp_path / "files").arrays["pixels"], decoded)
-
-
-def test_category_text_equals_training() -> None:
-    series = [
-        pd.Series([1, 2.0, 2.5, "3", None, np.nan, True, np.int64(4), np.float32(5.0), "x", pd.NA, [1]], dtype=object),
-        pd.Series([1.0, 2.0, np.nan]),
-        pd.Series(["a", None, "b"]),
-        pd.Series([True, False]),
-        pd.Series([], dtype=object),
-        pd.Series(["1", "1.0", 1.0], dtype=object),
-    ]
-    for s in series:
-        pd.testing.assert_series_equal(category_text(s), training_category_text(s))
 
 
 def test_table_preprocessing_equals_training(tmp_path: Path) -> None:
