@@ -89,13 +89,14 @@ class DataConfig(_Section):
     """Where the data is and how to clean and split it."""
 
     path: str = Field(
-        description="A CSV/JSONL/Parquet file, an image folder (root/<class>/*.png or root/{train,test}/"
-        "<class>/), a .zip/.tar.gz of either, or a bundled set 'sklearn:digits|breast_cancer|wine|iris|diabetes'."
+        description="A CSV/JSONL/Parquet file, an image folder (root/<class>/*.png or root/{train,val,test}/"
+        "<class>/), an email folder (root/<label>/<messages> or root/{train,val,test}/<label>/), a .zip/.tar.gz "
+        "of a folder, or a bundled set 'sklearn:digits|breast_cancer|wine|iris|diabetes'."
     )
     format: Literal["auto", "csv", "jsonl", "parquet", "images", "emails"] = Field(
         "auto",
         description="How to read `path`; auto looks at the file suffix or folder layout. emails: a folder with "
-        "one sub-folder of raw RFC 822 messages per label.",
+        "one sub-folder of raw RFC 822 messages per label (optionally inside train/val/test folders).",
     )
     text_column: str = Field("text", description="Text tasks: the column holding the text (emails are parsed into it).")
     email: EmailConfig = Field(default_factory=EmailConfig, description="Raw email parsing (format: emails).")
