@@ -208,15 +208,3 @@ def test_infer_csv_with_text(tmp_path: Path) -> None:
     short.to_csv(tmp_path / "short.csv", index=False)
     p = infer_data(str(tmp_path / "short.csv"))
     assert (p.kind, p.task, p.text_column) == ("table", "tabular-classification", None)
-
-
-def test_email_split_folders_are_refused_not_taken_as_labels(tmp_path: Path) -> None:
-    for split in ("train", "test"):
-        for label in ("ham", "spam"):
-            folder = tmp_path / "mail" / split / label
-            folder.mkdir(parents=True)
-            for i in range(4):
-                (folder / f"{i}.eml").write_bytes(f"Subject: {label} {i}\n\nbody {split} {i}\n".encode())
-    with pytest.raises(DataError, match="split folders"):
-        load_dataset(DataConfig(path=str(tmp_path / "mail"), format="emails"), seed=0, task_kind="classification",
-                     kind="text")
