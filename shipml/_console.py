@@ -59,12 +59,12 @@ class Reporter:
             yield _Bar(progress, tid)
 
 
-def print_summary(title: str, head: str, metrics: dict[str, Any]) -> None:
-    """The test headline of a run and its baseline, with the 95% CI (and the interval's method when known)."""
+def print_summary(title: str, head: str, metrics: dict[str, Any], confidence: float = 0.95) -> None:
+    """The test headline of a run and its baseline, with its confidence interval and the interval's method."""
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("model", head, "95% CI"):
+    for col in ("model", head, f"{confidence:.0%} CI"):
         table.add_column(col)
     rows = [("shipml", metrics.get("test"))]
     if "baseline" in metrics:

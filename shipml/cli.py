@@ -104,9 +104,9 @@ def predict(
     else:
         if not output.parent.is_dir():
             raise ShipmlError(f"--output {output}: the folder {output.parent} does not exist")
-        tmp = output.with_name(f".{output.name}.tmp")
-        frame.to_csv(tmp, index=False)
-        tmp.replace(output)  # atomic: a reader never sees half a file
+        from shipml.core.files import atomic_write_bytes
+
+        atomic_write_bytes(output, frame.to_csv(index=False).encode())  # a reader never sees half a file
         typer.echo(str(output))
 
 

@@ -67,7 +67,8 @@ def run_quickstart(workdir: Path, *, quiet: bool = False, compress: bool = True)
     lines = [
         "",
         f"[bold green]done[/bold green]: test accuracy {acc['value']:.4f} "
-        f"(95% CI {acc['ci_low']:.4f}-{acc['ci_high']:.4f})",
+        f"({run.config.evaluate.confidence:.0%} CI {acc['ci_low']:.4f}-{acc['ci_high']:.4f}, "
+        f"{acc.get('ci_method') or 'bootstrap'})",
     ]
     if "baseline" in m:
         b = m["baseline"]["test"]["accuracy"]["value"]

@@ -26,7 +26,7 @@ from shipml.core.machine import library_versions, machine_info
 from shipml.data import load_dataset
 from shipml.data.dataset import Dataset
 from shipml.errors import DataError, TrainError
-from shipml.evaluate import HEADLINE, write_report
+from shipml.evaluate import write_report
 from shipml.runtime.predict import Network, Predictor
 from shipml.scorecard import check_scoring, score
 from shipml.tasks import Task, get_task_class
@@ -259,7 +259,7 @@ class Run:
             self._save_task(task.with_decision(decision))
             self._task = None  # read back from model/task.json on next use
         if not quiet:
-            print_summary(f"{self.id}: test {HEADLINE[task.kind]}", HEADLINE[task.kind], out)
+            print_summary(f"{self.id}: test {task.headline}", task.headline, out, cfg.evaluate.confidence)
         return out
 
     def report(self) -> Path:
