@@ -27,6 +27,7 @@ from torch import nn
 from shipml._console import Reporter
 from shipml.config import TrainConfig
 from shipml.core.files import atomic_write_bytes
+from shipml.core.machine import cpu_supports_bf16
 from shipml.core.metric_names import metric_direction
 from shipml.data.dataset import Dataset
 from shipml.errors import TrainError
@@ -48,16 +49,6 @@ class TrainResult:
     samples_per_s: float
     precision: str
     resumed_from: int | None  # step of the checkpoint this process started from
-
-
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(cfg: TrainConfig, task: Task) -> str:
