@@ -4,6 +4,10 @@
   model; it is exported and checked for fp32 parity like any export;
 - graph compressors (`stage = "graph"`: int8, fp16) rewrite a package's ONNX graph; their parity figures
   are against the package they started from, and their cost shows in the frontier's accuracy column.
+
+A compressor knows no architecture: what it needs from a model family it asks the task through the hooks
+it names in `needs` (`Task.prunable_groups`, `Task.make_student`). A family without a hook is refused by
+`check` before any work. Adding a compressor is one module with a `@register_compressor` class.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from typing import Any, ClassVar, Literal
 from torch import nn
 
 from shipml._console import Reporter
+from shipml.compress._registry import get_compressor_class, list_compressors
 from shipml.config import CompressConfig
+from shipml.errors import ConfigError
 from shipml.export import ExportContext
 from shipml.runtime import Package
 from shipml.tasks.base import Task
@@ -35,12 +41,28 @@ def fine_tune(ctx: ExportContext, task: Task, model: nn.Module, workdir: Path, r
 class Compressor(ABC):
     name: ClassVar[str]
     stage: ClassVar[Literal["model", "graph"]]
+    needs: ClassVar[tuple[str, ...]] = ()  # the Task hooks this method calls; a task lacking one is refused
 
     def __init__(self, cfg: CompressConfig | None = None) -> None:
         self.cfg = cfg or CompressConfig()
 
-    def check(self, task: Task) -> None:  # noqa: B027 (optional: most compressors apply to every task)
-        """Raise ConfigError when this method cannot apply to `task`."""
+    @classmethod
+    def supports(cls, task: Task | type[Task]) -> bool:
+        """Whether the task family implements every hook this method needs."""
+        return all(task.implements(hook) for hook in cls.needs)
+
+    def check(self, task: Task) -> None:
+        """Raise ConfigError, naming the methods that do apply, when this method cannot apply to `task`."""
+        missing = [h for h in self.needs if not task.implements(h)]
+        if missing:
+            usable = [n for n in list_compressors() if get_compressor_class(n).supports(task)]
+            raise ConfigError(f"task {task.name!r} does not support {self.name} (it has no Task.{missing[0]} hook); "
+                              f"use {' or '.join(usable) or 'no compression'}")
+
+    def recipe(self, ctx: ExportContext) -> dict[str, Any]:
+        """What this step's result depends on besides its parent package: a variant on disk is reused only
+        when this is unchanged. Overridden by every method that reads settings."""
+        return {"step": self.name}
 
     def make_model(self, ctx: ExportContext, workdir: Path, reporter: Reporter) -> tuple[nn.Module, Task,
                                                                                           dict[str, Any]]:

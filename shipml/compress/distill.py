@@ -1,8 +1,8 @@
 """Knowledge distillation: a smaller student trained on the run's model's soft labels plus the true labels.
 
-Students: a transformer with fewer layers, initialised from alternate teacher layers (for MiniLM-L6 a
-3-layer student from layers 1, 3, 5) and the teacher's embeddings and head; a CNN or MLP of `width` times
-the teacher's width, trained from scratch. Loss (Hinton et al. 2015):
+The student is the task family's (`Task.make_student`): a transformer with fewer layers, initialised from
+alternate teacher layers (for MiniLM-L6 a 3-layer student from layers 1, 3, 5) and the teacher's
+embeddings and head; a CNN or MLP of `width` times the teacher's width, trained from scratch. Loss (Hinton et al. 2015):
     alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * cross-entropy(student, y)
 (regression: alpha * MSE(student, teacher) + (1 - alpha) * MSE(student, y)). The teacher's outputs are
 computed once for every row before training, so each step costs one student forward/backward.
@@ -10,7 +10,6 @@ computed once for every row before training, so each step costs one student forw
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +21,12 @@ from torch.nn import functional as F
 from shipml._console import Reporter
 from shipml.compress._registry import register_compressor
 from shipml.compress.base import Compressor, fine_tune
-from shipml.config import CNNConfig, DistillConfig, MLPConfig
-from shipml.errors import ConfigError
+from shipml.config import DistillConfig
 from shipml.export import ExportContext
-from shipml.export.onnx import is_bert_classifier
 from shipml.tasks.base import ClassificationTask, Task
 from shipml.training import predict_outputs, resolve_precision
 
-__all__ = ["Distill", "distillation_task", "kl_to_teacher", "student_layers", "teacher_outputs"]
-
-
-def student_layers(n_teacher: int, n_student: int) -> list[int]:
-    """Alternate teacher layers, keeping the top one: 6 -> 3 gives [1, 3, 5]."""
-    if not 1 <= n_student <= n_teacher:
-        raise ConfigError(f"compress.distill.layers: {n_student} must be between 1 and the teacher's {n_teacher}")
-    step = n_teacher / n_student
-    return [round(n_teacher - 1 - i * step) for i in range(n_student)][::-1]
+__all__ = ["Distill", "distillation_task", "kl_to_teacher", "teacher_outputs"]
 
 
 def teacher_outputs(teacher: nn.Module, task: Task, ctx: ExportContext) -> torch.Tensor:
@@ -79,41 +68,22 @@ def kl_to_teacher(student: nn.Module, task: Task, ctx: ExportContext, teacher: t
     return float(F.kl_div(F.log_softmax(out / temperature, -1), t, log_target=True, reduction="batchmean"))
 
 
-def _student(ctx: ExportContext, cfg: DistillConfig) -> tuple[nn.Module, Task, dict[str, Any]]:
-    task, teacher = ctx.task, ctx.run.model
-    if is_bert_classifier(teacher):
-        layers = teacher.encoder.encoder.layer
-        k = cfg.layers or max(1, len(layers) // 2)
-        keep = student_layers(len(layers), k)
-        model = copy.deepcopy(teacher)
-        model.encoder.encoder.layer = nn.ModuleList([model.encoder.encoder.layer[i] for i in keep])
-        model.encoder.config.num_hidden_layers = k
-        return model, task, {"layers": k, "from_teacher_layers": keep}
-    mc = task.model_cfg
-    student_task = copy.copy(task)
-    if isinstance(mc, CNNConfig):
-        student_task.model_cfg = mc.model_copy(update={"width": max(1, round(mc.width * cfg.width))})
-        info = {"width": student_task.model_cfg.width, "teacher_width": mc.width}
-    elif isinstance(mc, MLPConfig):
-        hidden = [max(1, round(h * cfg.width)) for h in mc.hidden]
-        student_task.model_cfg = mc.model_copy(update={"hidden": hidden})
-        info = {"hidden": hidden, "teacher_hidden": list(mc.hidden)}
-    else:
-        raise ConfigError(f"distillation does not know how to make a student of {type(teacher).__name__}")
-    torch.manual_seed(ctx.run.config.seed)
-    return student_task.build_model(pretrained=False), student_task, info
-
-
 @register_compressor("distill")
 class Distill(Compressor):
     """A smaller student trained on the teacher's soft labels and the true labels."""
 
     stage = "model"
+    needs = ("make_student",)
+
+    def recipe(self, ctx: ExportContext) -> dict[str, Any]:
+        return {"step": self.name, "config": self.cfg.distill.model_dump(mode="json"),
+                "train": ctx.run.config.train.model_dump(mode="json")}
 
     def make_model(self, ctx: ExportContext, workdir: Path, reporter: Reporter) -> tuple[nn.Module, Task,
                                                                                           dict[str, Any]]:
         dc, train = self.cfg.distill, ctx.run.config.train
-        model, task, info = _student(ctx, dc)
+        torch.manual_seed(ctx.run.config.seed)  # a student built from scratch starts from the same weights
+        model, task, info = ctx.task.make_student(ctx.run.model, dc)
         reporter.info("distill: computing the teacher's outputs on every row")
         soft = teacher_outputs(ctx.run.model, ctx.task, ctx)
         epochs = dc.epochs or train.epochs

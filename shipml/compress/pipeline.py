@@ -9,6 +9,7 @@ not retrain); `fresh=True` rebuilds.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,15 +55,6 @@ def parse_methods(methods: list[str] | str) -> list[list[str]]:
     return chains
 
 
-def _recipe(cfg: CompressConfig, step: str, ctx: ExportContext) -> dict[str, Any]:
-    """What a step's result depends on, besides its parent: reuse only when this is unchanged."""
-    part = {"prune": cfg.prune, "distill": cfg.distill}.get(step, cfg.quantize)
-    out: dict[str, Any] = {"step": step, "config": part.model_dump(mode="json")}
-    if step in ("prune", "distill"):
-        out["train"] = ctx.run.config.train.model_dump(mode="json")
-    return out
-
-
 def _reusable(dest: Path, parent: Path, recipe: dict[str, Any]) -> Package | None:
     try:
         pkg = Package.open(dest)
@@ -89,12 +81,11 @@ def _original(ctx: ExportContext, reporter: Reporter, fresh: bool) -> Package:
 def _build_step(ctx: ExportContext, cfg: CompressConfig, name: str, step: str, parent: Package, reporter: Reporter,
                 fresh: bool) -> Package:
     dest = ctx.run.path / "variants" / name
-    recipe = _recipe(cfg, step, ctx)
+    comp = get_compressor_class(step)(cfg)
+    recipe = comp.recipe(ctx)
     if not fresh and (pkg := _reusable(dest, parent.path, recipe)) is not None:
         reporter.info(f"{name}: reusing {dest}")
         return pkg
-    comp = get_compressor_class(step)(cfg)
-    comp.check(ctx.task)
     reporter.info(f"{name}: building")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-work-", dir=dest.parent) as work:
@@ -121,15 +112,13 @@ def compress_run(run: Run | str | Path, *, methods: list[str] | str | None = Non
                  quiet: bool = False) -> CompressResult:
     """Build the variants, measure every package of the run, write frontier.json, pick by `target`."""
     reporter = Reporter(quiet=quiet)
-    run = run if isinstance(run, Run) else Run(run)
-    if overrides:
-        from shipml.config import parse_config
-
-        run.config = parse_config(run.config.model_dump(mode="json"), overrides=overrides)
+    run = _with_overrides(run if isinstance(run, Run) else Run(run), overrides)
     cfg = run.config.compress
     if methods is None:  # `--target` alone: the variants already built, else the configured methods
         methods = _built(run) or cfg.methods
     chains = parse_methods(methods)
+    for step in dict.fromkeys(s for chain in chains for s in chain):  # an unsupported pair fails before any work
+        get_compressor_class(step)(cfg).check(run.task)
     target = target if target is not None else cfg.target
     headline = HEADLINE[run.task.kind]
     if target is not None:  # a typo fails now, not after an hour of distillation
@@ -168,6 +157,18 @@ def compress_run(run: Run | str | Path, *, methods: list[str] | str | None = Non
     return CompressResult(rows, headline, selected, message, path)
 
 
+def _with_overrides(run: Run, overrides: list[str] | None) -> Run:
+    """`run` under its config with `overrides` applied: a shallow copy sharing the loaded task and model, so
+    the caller's `Run` keeps the config on disk (a later `run.evaluate()` must not see compress overrides)."""
+    if not overrides:
+        return run
+    from shipml.config import parse_config
+
+    changed = copy.copy(run)
+    changed.config = parse_config(run.config.model_dump(mode="json"), overrides=overrides)
+    return changed
+
+
 def _built(run: Run) -> list[str]:
     """Variant names with a package on disk, chains after their first step (so parents come first)."""
     folder = run.path / "variants"
@@ -182,13 +183,16 @@ def _quality_names(row: dict[str, Any]) -> set[str]:
 
 
 def _metric_names(run: Run) -> set[str]:
-    """Metric names a target may use, before anything is measured (from the run's metrics.json)."""
-    try:
-        test = run.metrics.get("test", {})
-    except Exception:
-        test = {}
-    quality = {k for k, v in test.items() if isinstance(v, dict) and "value" in v} or {HEADLINE[run.task.kind]}
+    """Metric names a target may use, before anything is measured (from the run's metrics.json). A run not
+    evaluated yet offers its headline metric; a damaged metrics.json is an error, not an empty list."""
+    quality: set[str] = set()
+    path = run.path / "metrics.json"
+    if path.is_file():
+        try:
+            test = run.metrics.get("test", {})
+            quality = {k for k, v in test.items() if isinstance(v, dict) and "value" in v}
+        except (OSError, ValueError, AttributeError) as err:  # unreadable, not JSON, or not the expected shape
+            raise ExportError(f"{path} is damaged ({type(err).__name__}: {err}); re-create it with "
+                              f"`shipml evaluate {run.path}`, or delete it") from None
+    quality = quality or {HEADLINE[run.task.kind]}
     return SPEED | quality | {f"{q}_drop" for q in quality}
-
-
-

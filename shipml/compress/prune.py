@@ -2,7 +2,8 @@
 
 Unstructured sparsity leaves every matrix its size and the latency unchanged; removing rows and columns
 makes every matmul smaller. A *group* is one kind of unit (a head, a neuron, a channel) together with all
-the parameter slices that belong to it (the rows producing it, the columns consuming it). Units are
+the parameter slices that belong to it (the rows producing it, the columns consuming it); the task family
+describes its model's groups (`Task.prunable_groups`, types in `shipml/tasks/structure.py`). Units are
 scored by first-order Taylor importance, (sum over the group's weights of weight x gradient)^2 averaged
 over a few training batches (Molchanov et al. 2019), the lowest `ratio` of each group is removed, and
 the model is fine-tuned briefly to recover.
@@ -11,7 +12,6 @@ the model is fine-tuned briefly to recover.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,88 +25,14 @@ from shipml.compress.base import Compressor, fine_tune
 from shipml.errors import ConfigError
 from shipml.export import ExportContext
 from shipml.tasks.base import Task
+from shipml.tasks.structure import Group, Member
 
-__all__ = ["Group", "Member", "Prune", "groups_of", "prune_model", "taylor_scores"]
-
-
-@dataclass
-class Member:
-    module: nn.Module
-    attr: str  # "weight", "bias", "running_mean", "running_var"
-    dim: int  # the axis that indexes units
-    unit: int = 1  # consecutive elements per unit along `dim` (head size; h*w of a flattened channel)
-
-
-@dataclass
-class Group:
-    name: str
-    n: int  # units
-    members: list[Member] = field(default_factory=list)
-
-    def tensors(self) -> list[tuple[Member, torch.Tensor]]:
-        out = []
-        for m in self.members:
-            t = getattr(m.module, m.attr, None)
-            if t is not None:
-                out.append((m, t))
-        return out
+__all__ = ["Prune", "keep_count", "prune_model", "taylor_scores"]
 
 
 def _unit_sum(t: torch.Tensor, m: Member, n: int) -> torch.Tensor:
     """Sum a tensor over everything but the unit axis: (..., n*unit, ...) -> (n,)."""
     return t.movedim(m.dim, 0).reshape(n, -1).sum(1)
-
-
-def _bert_groups(model: nn.Module) -> list[Group]:
-    groups = []
-    for i, layer in enumerate(model.encoder.encoder.layer):
-        sa, out = layer.attention.self, layer.attention.output
-        d, n = sa.attention_head_size, sa.query.out_features // sa.attention_head_size
-        heads = Group(f"layer{i}.heads", n)
-        for lin in (sa.query, sa.key, sa.value):
-            heads.members += [Member(lin, "weight", 0, d), Member(lin, "bias", 0, d)]
-        heads.members.append(Member(out.dense, "weight", 1, d))
-        ffn = Group(f"layer{i}.ffn", layer.intermediate.dense.out_features)
-        ffn.members += [Member(layer.intermediate.dense, "weight", 0), Member(layer.intermediate.dense, "bias", 0),
-                        Member(layer.output.dense, "weight", 1)]
-        groups += [heads, ffn]
-    return groups
-
-
-def _sequential_groups(seq: list[nn.Module], tail: nn.Linear | None, tail_unit: int, kind: type[nn.Module],
-                       prefix: str) -> list[Group]:
-    """Units of every `kind` layer (Conv2d / Linear) in a flat module list: its output rows, the batch-norm
-    that follows, and the input columns of the next `kind` layer (or of `tail` for the last one)."""
-    positions = [i for i, m in enumerate(seq) if isinstance(m, kind)]
-    groups = []
-    for j, i in enumerate(positions):
-        layer = seq[i]
-        nxt = seq[positions[j + 1]] if j + 1 < len(positions) else tail
-        if nxt is None:
-            break  # the output layer of an MLP keeps its units
-        g = Group(f"{prefix}{j}", layer.weight.shape[0], [Member(layer, "weight", 0), Member(layer, "bias", 0)])
-        for m in seq[i + 1 : positions[j + 1] if j + 1 < len(positions) else len(seq)]:
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                g.members += [Member(m, a, 0) for a in ("weight", "bias", "running_mean", "running_var")]
-        g.members.append(Member(nxt, "weight", 1, tail_unit if nxt is tail else 1))
-        groups.append(g)
-    return groups
-
-
-def groups_of(model: nn.Module, example: dict[str, torch.Tensor]) -> list[Group]:
-    """The prunable groups of a shipml model (TextClassifier on a BERT encoder, CNN, MLP)."""
-    from shipml.export.onnx import is_bert_classifier
-
-    if is_bert_classifier(model):
-        return _bert_groups(model)
-    if hasattr(model, "features") and hasattr(model, "head"):  # CNN: features -> Flatten -> Dropout -> Linear
-        with torch.no_grad():
-            fmap = model.features(example["pixels"][:1].float())  # (1, C, h, w)
-        linear = next(m for m in model.head if isinstance(m, nn.Linear))
-        return _sequential_groups(list(model.features), linear, fmap.shape[2] * fmap.shape[3], nn.Conv2d, "conv")
-    if hasattr(model, "net") and isinstance(model.net, nn.Sequential):  # MLP
-        return _sequential_groups(list(model.net), None, 1, nn.Linear, "hidden")
-    raise ConfigError(f"pruning does not know the {type(model).__name__} architecture")
 
 
 def taylor_scores(model: nn.Module, task: Task, ctx: ExportContext, groups: list[Group], batches: int,
@@ -141,7 +67,7 @@ def taylor_scores(model: nn.Module, task: Task, ctx: ExportContext, groups: list
     return [s / max(done, 1) for s in scores]
 
 
-def _keep_count(n: int, ratio: float, align: int = 8) -> int:
+def keep_count(n: int, ratio: float, align: int = 8) -> int:
     """Units to keep. Channel and neuron counts are rounded to a multiple of 8 (for n >= 16): SIMD kernels
     run odd widths far slower (measured: a CNN pruned from 32/64 to 22/45 channels ran 4x *slower* in
     onnxruntime than the unpruned one; at 24/48 it runs faster)."""
@@ -171,8 +97,9 @@ def _apply(group: Group, keep: torch.Tensor) -> None:
             mod.num_features = mod.weight.shape[0]
 
 
-def prune_model(model: nn.Module, groups: list[Group], scores: list[np.ndarray], ratio: float) -> dict[str, Any]:
-    """Remove the least important `ratio` of each group's units, in place; returns {group: [kept, of]}."""
+def prune_model(groups: list[Group], scores: list[np.ndarray], ratio: float) -> dict[str, Any]:
+    """Remove the least important `ratio` of each group's units from their model, in place; returns
+    {group: [kept, of]}."""
     if not 0 < ratio < 1:
         raise ConfigError(f"compress.prune.ratio: {ratio} must be between 0 and 1 (exclusive), e.g. 0.3")
     if not groups:
@@ -180,17 +107,16 @@ def prune_model(model: nn.Module, groups: list[Group], scores: list[np.ndarray],
                           "heads); use int8 or distill instead")
     kept = {}
     for g, s in zip(groups, scores, strict=True):
-        k = _keep_count(g.n, ratio, align=1 if g.name.endswith(".heads") else 8)
+        k = keep_count(g.n, ratio, g.align)
         keep = torch.as_tensor(np.sort(np.argsort(-s, kind="stable")[:k]))
         _apply(g, keep)
         kept[g.name] = [k, g.n]
     if all(k == n for k, n in kept.values()):
         raise ConfigError(f"compress.prune.ratio: {ratio} removes no unit from any layer (the widest has "
                           f"{max(n for _, n in kept.values())}); raise it")
-    for mod in model.modules():  # attention modules read their head count from these
-        if hasattr(mod, "attention_head_size") and hasattr(mod, "query"):
-            mod.num_attention_heads = mod.query.out_features // mod.attention_head_size
-            mod.all_head_size = mod.query.out_features
+    for g in groups:
+        if g.after is not None:
+            g.after()
     return kept
 
 
@@ -199,6 +125,11 @@ class Prune(Compressor):
     """Structured pruning by Taylor importance + a short recovery fine-tune."""
 
     stage = "model"
+    needs = ("prunable_groups",)
+
+    def recipe(self, ctx: ExportContext) -> dict[str, Any]:
+        return {"step": self.name, "config": self.cfg.prune.model_dump(mode="json"),
+                "train": ctx.run.config.train.model_dump(mode="json")}
 
     def make_model(self, ctx: ExportContext, workdir: Path, reporter: Reporter) -> tuple[nn.Module, Task,
                                                                                           dict[str, Any]]:
@@ -207,10 +138,10 @@ class Prune(Compressor):
         task = ctx.task
         from shipml.export.package import example_batch
 
-        groups = groups_of(model, example_batch(ctx))
+        groups = task.prunable_groups(model, example_batch(ctx))
         before = sum(p.numel() for p in model.parameters())
         scores = taylor_scores(model, task, ctx, groups, pc.importance_batches, train.batch_size, ctx.run.config.seed)
-        kept = prune_model(model, groups, scores, pc.ratio)
+        kept = prune_model(groups, scores, pc.ratio)
         after = sum(p.numel() for p in model.parameters())
         reporter.info(f"prune: {before:,} -> {after:,} parameters ({1 - after / before:.0%} fewer)")
         if pc.recovery_epochs:

@@ -1,9 +1,10 @@
 """Quantization with onnxruntime's tools, on a package's ONNX graph.
 
-- `int8`: transformers get dynamic int8 (weights int8 ahead of time, activations quantized per batch at
-  run time: no calibration, robust to varying sequence lengths); CNNs and MLPs get static int8 (QDQ,
-  unsigned activations and signed weights, the layout onnxruntime's x86 VNNI kernels want), with
-  activation ranges calibrated on training rows run through the package's own preprocessing.
+- `int8`: the task family chooses (`Task.int8_activations`). "dynamic" (transformers): weights int8 ahead of
+  time, activations quantized per batch at run time: no calibration, robust to varying sequence lengths.
+  "static" (CNNs, MLPs): QDQ, unsigned activations and signed weights, the layout onnxruntime's x86 VNNI
+  kernels want, with activation ranges calibrated on training rows run through the package's own
+  preprocessing.
 - `fp16`: float16 weights and compute inside the graph, float32 inputs and outputs (measured in the
   frontier: onnxruntime's CPU kernels gain little from it; it halves the file).
 """
@@ -68,6 +69,9 @@ def _quiet() -> None:
 class Int8(Compressor):
     stage = "graph"
 
+    def recipe(self, ctx: ExportContext) -> dict[str, Any]:
+        return {"step": self.name, "config": self.cfg.quantize.model_dump(mode="json")}
+
     def make_graph(self, ctx: ExportContext, parent: Package, out: Path, reporter: Reporter) -> dict[str, Any]:
         import onnx
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -78,7 +82,7 @@ class Int8(Compressor):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if parent.data_kind == "text":
+                if ctx.task.int8_activations == "dynamic":
                     quantize_dynamic(src, out, weight_type=QuantType.QInt8, per_channel=qc.per_channel,
                                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
                     return {"mode": "dynamic", "weights": "int8", "per_channel": qc.per_channel}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, ClassVar
 
@@ -11,10 +12,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shipml.config import AugmentConfig, CNNConfig
+from shipml.config import AugmentConfig, CNNConfig, DistillConfig
 from shipml.data.dataset import Dataset
 from shipml.tasks._registry import register_task
-from shipml.tasks.base import ClassificationTask, Tensors
+from shipml.tasks.base import ClassificationTask, Task, Tensors
+from shipml.tasks.structure import Group, sequential_groups
 
 __all__ = ["CNN", "ImageClassification", "random_affine"]
 
@@ -117,3 +119,22 @@ class ImageClassification(ClassificationTask):
         h, w = self.prep["size"]
         model = CNN(self.prep["channels"], self.n_classes, (h, w), self.model_cfg)
         return model.to(memory_format=torch.channels_last)  # measured faster with oneDNN on CPU
+
+    # ------------------------------------------------------------------ architecture hooks
+    def prunable_groups(self, model: nn.Module, example: Tensors) -> list[Group]:
+        """Every conv layer's output channels; the last one's are consumed by the head's Linear through the
+        flattened (C, h, w) map, so each channel owns h*w of its input columns."""
+        assert isinstance(model, CNN)
+        with torch.no_grad():
+            fmap = model.features(example["pixels"][:1].float())  # (1, C, h, w)
+        linear = next(m for m in model.head if isinstance(m, nn.Linear))
+        return sequential_groups(list(model.features), linear, fmap.shape[2] * fmap.shape[3], nn.Conv2d, "conv")
+
+    def make_student(self, model: nn.Module, cfg: DistillConfig) -> tuple[nn.Module, Task, dict[str, Any]]:
+        """The same CNN at `cfg.width` times the channels, from scratch (a thinner net keeps the receptive
+        field, which a shallower one would not)."""
+        assert isinstance(self.model_cfg, CNNConfig)
+        student = copy.copy(self)
+        student.model_cfg = self.model_cfg.model_copy(update={"width": max(1, round(self.model_cfg.width * cfg.width))})
+        return student.build_model(pretrained=False), student, {"width": student.model_cfg.width,
+                                                                 "teacher_width": self.model_cfg.width}

@@ -7,6 +7,7 @@ median (imputation), mean and std (scaling); per categorical column its category
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,11 +15,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from shipml.config import MLPConfig
-from shipml.data import category_text
+from shipml.config import DistillConfig, MLPConfig
+from shipml.core.values import category_text, finite_numbers
 from shipml.data.dataset import Dataset
 from shipml.tasks._registry import register_task
 from shipml.tasks.base import ClassificationTask, RegressionTask, Task, Tensors
+from shipml.tasks.structure import Group, sequential_groups
 
 __all__ = ["MLP", "TabularClassification", "TabularRegression"]
 
@@ -83,8 +85,9 @@ class _Tabular(Task):
         n = len(frame)
         num = np.zeros((n, len(self.prep["numeric"])), dtype=np.float32)
         for j, spec in enumerate(self.prep["numeric"]):
-            v = pd.to_numeric(frame[spec["name"]], errors="coerce").astype(np.float64).fillna(spec["median"])
-            num[:, j] = (v.to_numpy() - spec["mean"]) / spec["std"]
+            v, _ = finite_numbers(frame[spec["name"]])  # inf and |x| > float32 max: missing, as when cleaning
+            v[np.isnan(v)] = spec["median"]
+            num[:, j] = (v - spec["mean"]) / spec["std"]
         cat = np.zeros((n, len(self.prep["categorical"])), dtype=np.int64)
         for j, spec in enumerate(self.prep["categorical"]):
             lookup = {c: i + 1 for i, c in enumerate(spec["categories"])}
@@ -96,6 +99,22 @@ class _Tabular(Task):
         assert isinstance(self.model_cfg, MLPConfig)
         cards = [len(c["categories"]) for c in self.prep["categorical"]]
         return MLP(len(self.prep["numeric"]), cards, n_out, self.model_cfg)
+
+    # ------------------------------------------------------------------ architecture hooks
+    def prunable_groups(self, model: nn.Module, example: Tensors) -> list[Group]:
+        """Every hidden layer's units (the output layer keeps its units; the linear skip path reads the
+        inputs, not hidden units, so it is untouched)."""
+        assert isinstance(model, MLP)
+        return sequential_groups(list(model.net), None, 1, nn.Linear, "hidden")
+
+    def make_student(self, model: nn.Module, cfg: DistillConfig) -> tuple[nn.Module, Task, dict[str, Any]]:
+        """The same MLP with `cfg.width` times the hidden units per layer, from scratch."""
+        assert isinstance(self.model_cfg, MLPConfig)
+        hidden = [max(1, round(h * cfg.width)) for h in self.model_cfg.hidden]
+        student = copy.copy(self)
+        student.model_cfg = self.model_cfg.model_copy(update={"hidden": hidden})
+        return student.build_model(pretrained=False), student, {"hidden": hidden,
+                                                                 "teacher_hidden": list(self.model_cfg.hidden)}
 
 
 @register_task("tabular-classification")

@@ -20,12 +20,14 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from shipml.config import TransformerConfig
+from shipml.config import DistillConfig, TransformerConfig
 from shipml.data import cache_dir
 from shipml.data.dataset import Dataset
 from shipml.errors import ConfigError
 from shipml.tasks._registry import register_task
-from shipml.tasks.base import ClassificationTask, Tensors
+from shipml.tasks.base import ClassificationTask, Task, Tensors
+from shipml.tasks.bert import BertGraph, bert_groups, bert_student, is_bert_classifier
+from shipml.tasks.structure import Group
 
 __all__ = ["TextClassification", "TextClassifier", "default_backbone"]
 
@@ -99,6 +101,7 @@ class TextClassification(ClassificationTask):
     data_kind = "text"
     default_model = TransformerConfig
     prefers_bf16 = True  # bench/text_speed.py: ~2x samples/s with bf16 autocast on AMX CPUs
+    int8_activations = "dynamic"  # activation ranges vary with sequence length and content: no calibration
     # bench/spam.py: 0.9916 test accuracy on SpamAssassin (head-only truncation, 3 epochs: 0.9899)
     recipe: ClassVar[dict[str, Any]] = {
         "model": {"arch": "transformer", "truncation": "head+tail"},
@@ -143,6 +146,15 @@ class TextClassification(ClassificationTask):
             "special_ids": specials,
             "tokenizer_sha256": hashlib.sha256(self._files["tokenizer.json"]).hexdigest(),
         }
+
+    def runtime_preprocessing(self, email: dict[str, Any] | None) -> dict[str, Any]:
+        """Without the backbone path (a folder on the training machine): the runtime reads the tokenizer
+        from assets/tokenizer.json, and parses email files with the run's data.email settings."""
+        prep = super().runtime_preprocessing(email)
+        prep.pop("backbone", None)
+        prep["tokenizer"] = "tokenizer.json"
+        prep["email"] = email
+        return prep
 
     def files(self) -> dict[str, bytes]:
         return dict(self._files)
@@ -294,3 +306,17 @@ class TextClassification(ClassificationTask):
         rest = [p for p in model.parameters() if id(p) not in seen]  # embeddings, pooler
         groups.append((rest, d ** (len(layers) + 1)))
         return groups
+
+    # ------------------------------------------------------------------ architecture hooks (shipml/tasks/bert.py)
+    def export_module(self, model: nn.Module) -> nn.Module:
+        """BERT-family encoders are traced as the classic BERT graph (why: tasks/bert.py); others as they are."""
+        return BertGraph(model) if is_bert_classifier(model) else model
+
+    def prunable_groups(self, model: nn.Module, example: Tensors) -> list[Group]:
+        """Attention heads and FFN neurons of every encoder layer (BERT-family encoders)."""
+        return bert_groups(model)
+
+    def make_student(self, model: nn.Module, cfg: DistillConfig) -> tuple[nn.Module, Task, dict[str, Any]]:
+        """A shallower encoder initialised from alternate teacher layers, under the same task."""
+        student, info = bert_student(model, cfg.layers)
+        return student, self, info

@@ -1,5 +1,5 @@
-"""Compression: every registered compressor, pruning that really shrinks, distillation that really uses the
-teacher, targets, and bad input."""
+"""Compression: pruning that really shrinks, distillation that really uses the teacher, targets, reuse, and bad
+input. Every task x compressor pair is built in test_compress_matrix.py."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ import pytest
 import torch
 
 import shipml
-from shipml.compress import compress_run, list_compressors, parse_methods, parse_target, pick
-from shipml.compress.distill import distillation_task, kl_to_teacher, student_layers, teacher_outputs
-from shipml.compress.prune import groups_of, prune_model, taylor_scores
+from shipml.compress import compress_run, parse_methods, parse_target, pick
+from shipml.compress.distill import distillation_task, kl_to_teacher, teacher_outputs
+from shipml.compress.prune import keep_count, prune_model, taylor_scores
 from shipml.config import DistillConfig
-from shipml.errors import ConfigError
+from shipml.errors import ConfigError, ExportError, ShipmlError
 from shipml.export import load_context
 from shipml.export.package import example_batch
 from shipml.runtime import Package
+from shipml.tasks.bert import student_layers
 from shipml.training import fit, predict_outputs
 
 
@@ -30,23 +31,6 @@ def _copy(run: Path, tmp: Path) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("method", list_compressors())
-def test_every_compressor_makes_a_package_that_runs(image_run: Path, tmp_path: Path, method: str) -> None:
-    run = _copy(image_run, tmp_path)
-    compress_run(run, methods=method, overrides=["compress.distill.epochs=2"], measure=False, quiet=True)
-    pkg = Package.open(run / "variants" / method)
-    assert pkg.signature["variant"]["name"] == method and pkg.provenance["parent"]["path"] == str(run / "package")
-    parity = pkg.metrics["parity"]
-    assert parity["n"] == pkg.metrics["test"]["n"] and parity["agreement"] is not None
-    if pkg.signature["variant"]["steps"][0] in ("prune", "distill"):  # a new fp32 model, exported under parity
-        assert parity["max_abs_diff"] <= 1e-4
-    else:  # a rewritten graph: close to the fp32 package it came from
-        assert parity["agreement"] >= 0.9
-    assert pkg.metrics["test"]["accuracy"]["value"] > 0.5  # 10 classes: chance is 0.1
-    frame = pkg.predict(load_context(run).raw(np.arange(5)))
-    assert len(frame) == 5 and frame[[c for c in frame if c.startswith("proba:")]].sum(axis=1).round(4).eq(1).all()
-
-
 @pytest.mark.parametrize("name", ["table_run", "text_run"])
 def test_int8_on_tables_and_text(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> None:
     run = _copy(request.getfixturevalue(name), tmp_path)
@@ -54,7 +38,9 @@ def test_int8_on_tables_and_text(request: pytest.FixtureRequest, tmp_path: Path,
     pkg = Package.open(run / "variants" / "int8")
     mode = pkg.signature["variant"]["params"]["mode"]
     assert mode == ("dynamic" if name == "text_run" else "static")
-    assert pkg.metrics["parity"]["agreement"] >= 0.9
+    n = pkg.metrics["parity"]["n"]
+    # borderline rows may flip: measured 2 of 57 on cancer (accuracy unchanged), 0 on the emails
+    assert pkg.metrics["parity"]["agreement"] >= 1 - 2 / n
     import onnx
 
     if name == "text_run":  # int8 weights and embeddings; the small position table stays float
@@ -76,9 +62,9 @@ def test_pruning_removes_parameters_and_keeps_outputs_sane(request: pytest.Fixtu
     ctx = load_context(run)
     model = copy.deepcopy(run.model)
     before = _shapes(model)
-    groups = groups_of(model, example_batch(ctx))
+    groups = run.task.prunable_groups(model, example_batch(ctx))
     scores = taylor_scores(model, run.task, ctx, groups, batches=2, batch_size=8, seed=0)
-    kept = prune_model(model, groups, scores, 0.3)
+    kept = prune_model(groups, scores, 0.3)
     after = _shapes(model)
     def count(shapes: dict[str, tuple[int, ...]]) -> int:  # word/position embeddings are not pruned
         return sum(int(np.prod(s)) for k, s in shapes.items() if "embeddings." not in k)
@@ -106,9 +92,9 @@ def test_taylor_importance_beats_its_inverse(table_run: Path) -> None:
 
     def loss_after(invert: bool) -> float:
         model = copy.deepcopy(run.model)
-        groups = groups_of(model, example_batch(ctx))
+        groups = task.prunable_groups(model, example_batch(ctx))
         scores = taylor_scores(model, task, ctx, groups, batches=8, batch_size=32, seed=0)
-        prune_model(model, groups, [-s if invert else s for s in scores], 0.5)
+        prune_model(groups, [-s if invert else s for s in scores], 0.5)
         return float(task.loss(predict_outputs(model, task, inputs, idx), targets[torch.as_tensor(idx)]))
 
     assert loss_after(invert=False) < loss_after(invert=True)
@@ -210,17 +196,15 @@ def test_pruning_removes_exactly_the_units_it_drops(request: pytest.FixtureReque
     """Silence the units that will be dropped (zero the weights that read them): the network's outputs are
     then unchanged by pruning. A slicing mistake (wrong unit size, wrong axis, a batch-norm left unsliced)
     changes them."""
-    from shipml.compress.prune import _keep_count
-
     run = shipml.Run(request.getfixturevalue(name))
     ctx = load_context(run)
     model = copy.deepcopy(run.model).float().eval()
-    groups = groups_of(model, example_batch(ctx))
+    groups = run.task.prunable_groups(model, example_batch(ctx))
     rng = np.random.default_rng(0)
     scores = [rng.random(g.n) for g in groups]
     with torch.no_grad():
         for g, s in zip(groups, scores, strict=True):
-            k = _keep_count(g.n, 0.3, align=1 if g.name.endswith(".heads") else 8)
+            k = keep_count(g.n, 0.3, g.align)
             dropped = torch.as_tensor(np.argsort(-s, kind="stable")[k:])
             for m in g.members:
                 if m.dim == 1:  # the consumer: its input columns for the dropped units become zero
@@ -228,7 +212,7 @@ def test_pruning_removes_exactly_the_units_it_drops(request: pytest.FixtureReque
                     getattr(m.module, m.attr).index_fill_(1, idx, 0.0)
     inputs, idx = run.task.encode_dataset(ctx.data), ctx.test_idx[:16]
     before = predict_outputs(model, run.task, inputs, idx)
-    prune_model(model, groups, scores, 0.3)
+    prune_model(groups, scores, 0.3)
     after = predict_outputs(model, run.task, inputs, idx)
     torch.testing.assert_close(after, before, atol=2e-5, rtol=1e-5)
 
@@ -239,9 +223,30 @@ def test_a_changed_recipe_rebuilds_a_variant(image_run: Path, tmp_path: Path) ->
     first = (run / "variants" / "int8" / "MANIFEST.json").read_bytes()
     compress_run(run, methods="int8", measure=False, quiet=True)
     assert (run / "variants" / "int8" / "MANIFEST.json").read_bytes() == first  # same recipe: reused
-    compress_run(run, methods="int8", overrides=["compress.quantize.per_channel=false"], measure=False, quiet=True)
+    mine = shipml.Run(run)
+    before = mine.config
+    compress_run(mine, methods="int8", overrides=["compress.quantize.per_channel=false"], measure=False, quiet=True)
     again = Package.open(run / "variants" / "int8")
     assert again.signature["variant"]["params"]["per_channel"] is False  # changed recipe: rebuilt
+    assert again.signature["variant"]["recipe"] == {"step": "int8", "config": {"calibration_rows": 256,
+                                                                              "per_channel": False}}
+    assert mine.config is before and mine.config.compress.quantize.per_channel  # the caller's Run is untouched
+
+
+def test_metrics_json_missing_falls_back_and_corrupt_is_an_error(image_run: Path, tmp_path: Path) -> None:
+    """A target is checked against the run's metric names before any work: with no metrics.json yet, the
+    headline metric is offered; a damaged one is reported, naming the file, instead of silently ignored."""
+    run = _copy(image_run, tmp_path)
+    (run / "metrics.json").unlink()
+    with pytest.raises(ConfigError, match="did you mean 'accuracy_drop'"):
+        compress_run(run, methods="int8", target="acuracy_drop<=0.01", quiet=True)
+    (run / "metrics.json").write_text('{"test": {"accuracy": ')  # a write cut short
+    with pytest.raises(ShipmlError, match=r"metrics\.json .*(damaged|not valid JSON)"):  # from Run.metrics
+        compress_run(run, methods="int8", target="accuracy_drop<=0.01", quiet=True)
+    (run / "metrics.json").write_text('{"test": ["not", "an", "object"]}')
+    with pytest.raises(ExportError, match=r"metrics\.json is damaged"):
+        compress_run(run, methods="int8", target="accuracy_drop<=0.01", quiet=True)
+    assert not (run / "variants").exists() and not (run / "package").exists()
 
 
 def test_distillation_loss_by_hand() -> None:

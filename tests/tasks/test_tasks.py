@@ -151,3 +151,66 @@ def test_model_arch_must_fit_task() -> None:
 
     with pytest.raises(ConfigError, match="arch: mlp"):
         create_task("tabular-classification", model=CNNConfig())
+
+
+# ---------------------------------------------------------------------------------------------- architecture hooks
+HOOKS = ("export_module", "prunable_groups", "make_student")
+
+
+@pytest.mark.parametrize("name", list_tasks())
+def test_architecture_hooks(name: str) -> None:
+    """What export and compression ask a family: the traced module computes the model's outputs; every
+    prunable group's slices have n * unit entries along their axis; a student is smaller and takes the same
+    inputs. Hooks a family does not implement refuse with a ConfigError."""
+    from shipml.config import DistillConfig
+
+    data = _data_for(name)
+    task = create_task(name).fit(data)
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    inputs = task.encode_dataset(data)
+    batch = task.make_batch(inputs, torch.arange(4), train=False, gen=torch.Generator())
+    with torch.no_grad():
+        out = model(**batch)
+        torch.testing.assert_close(task.export_module(model)(**batch), out, atol=1e-5, rtol=1e-4)
+    if task.implements("prunable_groups"):
+        groups = task.prunable_groups(model, batch)
+        assert groups and all(g.n > 1 and g.align in (1, 8) for g in groups)
+        for g in groups:
+            for m, t in g.tensors():
+                assert t.shape[m.dim] == g.n * m.unit, (g.name, m.attr, tuple(t.shape))
+    else:
+        with pytest.raises(ConfigError, match="prunable"):
+            task.prunable_groups(model, batch)
+    if task.implements("make_student"):
+        student, student_task, info = task.make_student(model, DistillConfig())
+        assert info and task.param_count(student) < 0.8 * task.param_count(model)
+        with torch.no_grad():
+            assert student.eval()(**student_task.make_batch(inputs, torch.arange(4), train=False,
+                                                            gen=torch.Generator())).shape == out.shape
+        assert task.model_cfg == create_task(name).model_cfg  # the teacher's task is left as it was
+    else:
+        with pytest.raises(ConfigError, match="student"):
+            task.make_student(model, DistillConfig())
+
+
+def test_hooks_default_to_a_clear_refusal() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from shipml.config import DistillConfig
+
+    class Bare(Task):  # a family that implements no architecture hook (not registered)
+        name = "bare"
+
+    assert not any(Bare.implements(h) for h in HOOKS[1:]) and not Bare.implements("export_module")
+    assert get_task_class("image-classification").implements("prunable_groups")
+    with pytest.raises(ValueError, match="not a Task hook"):
+        Bare.implements("prunable_group")
+    bare: Any = SimpleNamespace(name="bare")  # the defaults read only the name
+    marker = torch.nn.Linear(1, 1)
+    assert Bare.export_module(bare, marker) is marker  # the default: the model itself is traced
+    with pytest.raises(ConfigError, match="'bare' does not describe prunable units"):
+        Bare.prunable_groups(bare, marker, {})
+    with pytest.raises(ConfigError, match="'bare' does not define a student"):
+        Bare.make_student(bare, marker, DistillConfig())
