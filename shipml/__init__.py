@@ -22,7 +22,8 @@ from shipml.errors import (
 )
 
 # names load on first use, so `import shipml.runtime` (prediction, serving) pulls in neither torch nor pydantic
-_LAZY = {"Config": "shipml.config", "load_config": "shipml.config", "Run": "shipml.run", "train": "shipml.run", "list_tasks": "shipml.tasks", "export_run": "shipml.export",
+_LAZY = {"Config": "shipml.config", "load_config": "shipml.config", "Run": "shipml.run", "train": "shipml.run",
+         "list_tasks": "shipml.tasks", "export_run": "shipml.export",
          "compress_run": "shipml.compress", "Package": "shipml.runtime"}
 
 

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shipml.core.files import atomic_write_bytes
+from shipml.core.machine import cpu_name
 from shipml.export import ExportContext
 from shipml.runtime import Package, measure_in_subprocess
-from shipml.training.checkpoint import atomic_write_bytes
 
 __all__ = ["FRONTIER", "frontier_row", "print_frontier", "write_inputs"]
 
@@ -48,6 +49,7 @@ def _quality(pkg: Package, headline: str) -> dict[str, Any]:
             out[k] = float(v["value"])
     h = test.get(headline, {})
     out["ci_low"], out["ci_high"] = h.get("ci_low"), h.get("ci_high")
+    out["ci_method"] = h.get("ci_method") or ("bootstrap" if h.get("ci_low") is not None else None)
     return out
 
 
@@ -84,20 +86,10 @@ def save_frontier(run_path: Path, headline: str, rows: list[dict[str, Any]], tar
                   selected: str | None, message: str | None) -> Path:
     doc = {"headline": headline, "rows": rows, "target": target, "selected": selected, "message": message,
            "measured": {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count(),
-                        "cpu": _cpu()}}
+                        "cpu": cpu_name()}}
     path = run_path / FRONTIER
     atomic_write_bytes(path, (json.dumps(doc, indent=2) + "\n").encode())
     return path
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def print_frontier(rows: list[dict[str, Any]], headline: str, selected: str | None = None) -> None:

@@ -20,9 +20,9 @@ from shipml.compress._registry import get_compressor_class
 from shipml.compress.frontier import add_relative, frontier_row, print_frontier, save_frontier, write_inputs
 from shipml.compress.target import LOWER_IS_BETTER, SPEED, parse_target, pick
 from shipml.config import CompressConfig
+from shipml.core.files import temp_name
 from shipml.errors import ConfigError, ExportError
-from shipml.evaluate import HEADLINE
-from shipml.export import ExportContext, build_package, export_onnx, export_run, load_context
+from shipml.export import ExportContext, build_package, export_onnx, export_run, load_context, remove_stale_temps
 from shipml.export.package import FP32_TOLERANCE, example_batch, model_sha256, reference_outputs
 from shipml.run import Run
 from shipml.runtime import Package
@@ -88,7 +88,7 @@ def _build_step(ctx: ExportContext, cfg: CompressConfig, name: str, step: str, p
         return pkg
     reporter.info(f"{name}: building")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{name}-work-", dir=dest.parent) as work:
+    with tempfile.TemporaryDirectory(prefix=temp_name(f"{name}-work"), dir=dest.parent) as work:
         onnx_file = Path(work) / "model.onnx"
         if comp.stage == "model":
             model, task, params = comp.make_model(ctx, Path(work) / "train", reporter)
@@ -120,10 +120,11 @@ def compress_run(run: Run | str | Path, *, methods: list[str] | str | None = Non
     for step in dict.fromkeys(s for chain in chains for s in chain):  # an unsupported pair fails before any work
         get_compressor_class(step)(cfg).check(run.task)
     target = target if target is not None else cfg.target
-    headline = HEADLINE[run.task.kind]
+    headline = run.task.headline
     if target is not None:  # a typo fails now, not after an hour of distillation
         parse_target(target, _metric_names(run))
     ctx = load_context(run, reporter=reporter)
+    remove_stale_temps(run.path, reporter)  # what a compression killed with SIGKILL left (90 MB each for text)
     root = _original(ctx, reporter, fresh)
     packages: dict[str, Package] = {"fp32": root}
     for chain in chains:
@@ -136,7 +137,7 @@ def compress_run(run: Run | str | Path, *, methods: list[str] | str | None = Non
     if not measure:
         return CompressResult([], headline, None, None, run.path / "frontier.json")
     rows = []
-    with tempfile.TemporaryDirectory(prefix=".frontier-", dir=run.path) as tmp:
+    with tempfile.TemporaryDirectory(prefix=temp_name("frontier"), dir=run.path) as tmp:
         inputs = write_inputs(ctx, Path(tmp))
         for name, pkg in packages.items():
             reporter.info(f"measuring {name}")
@@ -177,8 +178,8 @@ def _built(run: Run) -> list[str]:
 
 
 def _quality_names(row: dict[str, Any]) -> set[str]:
-    skip = SPEED | {"name", "method", "path", "ci_low", "ci_high", "batch_size", "latency_requests", "threads",
-                    "parity_max_abs_diff", "parity_agreement"}
+    skip = SPEED | {"name", "method", "path", "ci_low", "ci_high", "ci_method", "batch_size", "latency_requests",
+                    "threads", "parity_max_abs_diff", "parity_agreement"}
     return {k for k, v in row.items() if k not in skip and isinstance(v, float)}
 
 
@@ -194,5 +195,5 @@ def _metric_names(run: Run) -> set[str]:
         except (OSError, ValueError, AttributeError) as err:  # unreadable, not JSON, or not the expected shape
             raise ExportError(f"{path} is damaged ({type(err).__name__}: {err}); re-create it with "
                               f"`shipml evaluate {run.path}`, or delete it") from None
-    quality = quality or {HEADLINE[run.task.kind]}
+    quality = quality or {run.task.headline}
     return SPEED | quality | {f"{q}_drop" for q in quality}

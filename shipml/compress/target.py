@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shipml.core.metric_names import LOWER_IS_BETTER as QUALITY_LOWER_IS_BETTER
 from shipml.errors import ConfigError
 
 __all__ = ["LOWER_IS_BETTER", "Constraint", "parse_target", "pick"]
 
 SPEED = {"p50_ms", "p99_ms", "mean_ms", "rows_per_s", "model_mb", "package_mb", "peak_mb"}
-LOWER_IS_BETTER = {"mse", "rmse", "mae", "log_loss", "ece", "p50_ms", "p99_ms", "mean_ms", "model_mb", "package_mb",
-                   "peak_mb"}
+# quality metrics' directions come from their one owner; every speed and size figure is lower-is-better
+LOWER_IS_BETTER = set(QUALITY_LOWER_IS_BETTER) | (SPEED - {"rows_per_s"})
 _OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge,
                                                    ">": operator.gt}
 _TERM = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")

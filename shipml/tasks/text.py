@@ -8,7 +8,9 @@ so a batch of short texts is not padded to the longest text of the epoch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -21,6 +23,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from shipml.config import DistillConfig, TransformerConfig
+from shipml.core.files import atomic_write_bytes
 from shipml.data import cache_dir
 from shipml.data.dataset import Dataset
 from shipml.errors import ConfigError
@@ -199,9 +202,10 @@ class TextClassification(ClassificationTask):
                 pass  # a damaged cache entry is rebuilt
         tensors = self.encode(data.frame, None)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
-        np.savez(tmp, ids=tensors["input_ids"].numpy(), lengths=tensors["lengths"].numpy())
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        np.savez(buf, ids=tensors["input_ids"].numpy(), lengths=tensors["lengths"].numpy())
+        with contextlib.suppress(OSError):  # a read-only cache costs speed, not correctness
+            atomic_write_bytes(path, buf.getvalue())
         return tensors
 
     def _encode_texts(self, texts: list[str]) -> Tensors:

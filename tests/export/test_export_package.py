@@ -215,3 +215,27 @@ def test_export_never_replaces_what_it_did_not_write(image_run: Path, tmp_path: 
     assert (copy / "model" / "model.safetensors").is_file() and not (copy / "package").exists()
     first = export_run(copy, tmp_path / "pkg", quiet=True)
     assert export_run(copy, tmp_path / "pkg", quiet=True) == first  # an earlier package may be replaced
+
+
+def test_export_removes_what_a_killed_export_left(table_run: Path, tmp_path: Path) -> None:
+    """kill -9 during export/compress leaves temp folders (90 MB each for a text model); the next export removes
+    those whose process is gone, and keeps a live writer's."""
+    import os
+    import time
+
+    run_dir = tmp_path / table_run.name
+    shutil.copytree(table_run, run_dir)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run_dir / "variants").mkdir()
+    left = [run_dir / f".tmp-{dead.pid}-export-x1", run_dir / "variants" / f".tmp-{dead.pid}-int8-work-x2",
+            run_dir / ".package.tmp-0a1b2c"]  # the last: a name from before temp names carried the pid
+    for folder in left:
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"x" * 1000)
+    os.utime(left[-1], (time.time() - 7 * 3600,) * 2)
+    live = run_dir / f".tmp-{os.getpid()}-export-busy"
+    live.mkdir()
+    export_run(run_dir, quiet=True)
+    assert not any(p.exists() for p in left)
+    assert live.exists()
