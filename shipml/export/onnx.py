@@ -20,7 +20,6 @@ from shipml.tasks.base import Task, Tensors
 __all__ = ["OPSET", "export_onnx"]
 
 OPSET = 17
-_SEQUENCE_INPUTS = {"input_ids", "attention_mask"}
 
 
 class _Keywords(nn.Module):
@@ -43,7 +42,7 @@ def export_onnx(model: nn.Module, task: Task, example: Tensors, path: Path) -> t
     model = model.float().eval()
     graph = task.export_module(model)
     wrapped = _Keywords(graph, names).eval()
-    axes: dict[str, dict[int, str]] = {n: ({0: "batch", 1: "sequence"} if n in _SEQUENCE_INPUTS else {0: "batch"})
+    axes: dict[str, dict[int, str]] = {n: ({0: "batch", 1: "sequence"} if n in task.sequence_inputs else {0: "batch"})
                                        for n in names}
     axes[output] = {0: "batch"}
     args = tuple(example[n].contiguous() for n in names)

@@ -117,7 +117,7 @@ def _signature(ctx: ExportContext, task: Task, example: dict[str, torch.Tensor],
     inputs = []
     for name, t in example.items():
         shape: list[Any] = ["batch", *t.shape[1:]]
-        if name in ("input_ids", "attention_mask"):
+        if name in task.sequence_inputs:
             shape = ["batch", "sequence"]
         inputs.append({"name": name, "dtype": "int64" if not t.is_floating_point() else "float32", "shape": shape})
     spec = task.spec(ctx.run.config.data.email.model_dump(mode="json"))

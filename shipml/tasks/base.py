@@ -43,6 +43,8 @@ class Task(ABC):
     # what the report, the CLI summary and the compression frontier lead with (core.metric_names.HEADLINE);
     # early stopping ranks checkpoints by validation loss unless train.early_stopping.metric names another
     headline: ClassVar[str]
+    # inputs whose second axis varies per batch (token sequences): exported with a dynamic "sequence" axis
+    sequence_inputs: ClassVar[tuple[str, ...]] = ()
     prefers_bf16: ClassVar[bool] = False  # measured: bf16 autocast speeds this family up on CPUs with bf16
     # what `shipml init` proposes for this family: {"task": {...}, "model": {...}, "train": {...}}
     recipe: ClassVar[dict[str, Any]] = {}

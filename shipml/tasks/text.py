@@ -103,6 +103,7 @@ class TextClassification(ClassificationTask):
 
     data_kind = "text"
     default_model = TransformerConfig
+    sequence_inputs = ("input_ids", "attention_mask")  # padded per batch to its longest text
     prefers_bf16 = True  # bench/text_speed.py: ~2x samples/s with bf16 autocast on AMX CPUs
     int8_activations = "dynamic"  # activation ranges vary with sequence length and content: no calibration
     # bench/spam.py: 0.9916 test accuracy on SpamAssassin (head-only truncation, 3 epochs: 0.9899)
