@@ -11,41 +11,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from shipml.core.images import GREY_MODES, IMAGE_SUFFIXES, is_image, iter_files, list_children
+from shipml.data.layout import SPLIT_FOLDERS, FileLayout
 from shipml.errors import DataError
 
 __all__ = ["GREY_MODES", "IMAGE_SUFFIXES", "ImageLayout", "discover_images", "has_images"]
 
-SPLIT_FOLDERS = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
-}
 _is_image = is_image
 
 
 @dataclass
-class ImageLayout:
-    """The image files of a data set, sorted by relative path; nothing decoded yet."""
+class ImageLayout(FileLayout):
+    """The image files of a data set (see FileLayout)."""
 
-    base: Path  # relative paths below are relative to this (the user's folder or the unpacked archive)
-    relpaths: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)  # class folder names, not yet normalised
-    splits: list[str] = field(default_factory=list)  # "train"/"val"/"test" from a split folder, else ""
-    stats: list[tuple[int, int]] = field(default_factory=list)  # (bytes, mtime ns), for the cache key
-    split_folders: bool = False
     loose: int = 0  # images lying outside any class folder (ignored)
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason): e.g. a link loop
-
-    def __len__(self) -> int:
-        return len(self.relpaths)
 
 
 def _iter_images(folder: Path) -> Iterator[os.DirEntry[str]]:
@@ -66,10 +48,7 @@ def _walk_class(folder: Path, base: Path, label: str, split: str, out: ImageLayo
         except OSError as err:  # one bad entry is skipped and recorded, never the end of the walk
             out.unreadable.append((rel, f"cannot be opened ({err.strerror or err})"))
             continue
-        out.relpaths.append(rel)
-        out.labels.append(label)
-        out.splits.append(split)
-        out.stats.append((st.st_size, st.st_mtime_ns))
+        out.add(rel, label, split, (st.st_size, st.st_mtime_ns))
 
 
 def _no_images(base: Path) -> DataError:
@@ -113,10 +92,5 @@ def discover_images(base: Path) -> ImageLayout:
             _walk_class(class_dir, base, class_dir.name, "", layout)
     if not layout.relpaths:
         raise _no_images(base)
-    order = sorted(range(len(layout)), key=layout.relpaths.__getitem__)
-    layout.relpaths = [layout.relpaths[i] for i in order]
-    layout.labels = [layout.labels[i] for i in order]
-    layout.splits = [layout.splits[i] for i in order]
-    layout.stats = [layout.stats[i] for i in order]
-    layout.unreadable.sort()
+    layout.sort()
     return layout

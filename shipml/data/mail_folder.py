@@ -32,7 +32,7 @@ from shipml.config import EmailConfig
 from shipml.core.email import MAX_MESSAGE_BYTES, message_text, read_message
 from shipml.core.images import is_hidden, list_children
 from shipml.data.cache import atomic_write_bytes, cache_subdir
-from shipml.data.images import SPLIT_FOLDERS
+from shipml.data.layout import SPLIT_FOLDERS, FileLayout
 from shipml.errors import DataError
 
 __all__ = ["MAX_MESSAGE_BYTES", "MailLayout", "discover_messages", "has_label_folders", "message_texts"]
@@ -42,20 +42,10 @@ _NOT_MESSAGES = frozenset({"manifest.json", "readme", "readme.md", "readme.txt",
 
 
 @dataclass
-class MailLayout:
-    """The message files of a data set, sorted by relative path; nothing parsed yet."""
+class MailLayout(FileLayout):
+    """The message files of a data set (see FileLayout)."""
 
-    base: Path  # relative paths below are relative to this (the user's folder or the unpacked archive)
-    relpaths: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)  # label folder names, not yet normalised
-    splits: list[str] = field(default_factory=list)  # "train"/"val"/"test" from a split folder, else ""
-    stats: list[tuple[int, int]] = field(default_factory=list)  # (bytes, mtime ns), for the cache key
     loose: list[str] = field(default_factory=list)  # files outside any label folder (ignored)
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason) found while listing
-    split_folders: bool = False  # root/{train,val,test}/<label>/
-
-    def __len__(self) -> int:
-        return len(self.relpaths)
 
 
 def has_label_folders(folder: Path) -> bool:
@@ -122,10 +112,7 @@ def _walk_label(folder: Path, base: Path, label: str, split: str, out: MailLayou
             except OSError as err:  # e.g. a broken link
                 out.unreadable.append((rel, f"unreadable ({err.strerror or err})"))
                 continue
-            out.relpaths.append(rel)
-            out.labels.append(label)
-            out.splits.append(split)
-            out.stats.append((st.st_size, st.st_mtime_ns))
+            out.add(rel, label, split, (st.st_size, st.st_mtime_ns))
 
 
 def _loose(files: list[Path], base: Path) -> list[str]:
@@ -168,12 +155,7 @@ def discover_messages(base: Path) -> MailLayout:
             "files, e.g. root/ham/0001.eml and root/spam/0002.eml, or root/train/ham/0001.eml and "
             "root/test/ham/0002.eml (nested folders inside a label folder are fine)"
         )
-    order = sorted(range(len(layout)), key=layout.relpaths.__getitem__)
-    layout.relpaths = [layout.relpaths[i] for i in order]
-    layout.labels = [layout.labels[i] for i in order]
-    layout.splits = [layout.splits[i] for i in order]
-    layout.stats = [layout.stats[i] for i in order]
-    layout.unreadable.sort()
+    layout.sort()
     return layout
 
 
