@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from shipml.errors import ShipmlError
+from shipml._console import Reporter
+from shipml.errors import ShipmlError, ShipmlWarning
 
 app = typer.Typer(
     name="shipml",
@@ -90,15 +92,21 @@ def predict(
     if not source.exists():
         raise ShipmlError(f"{source} does not exist; give a run directory (runs/<id>) or a package folder "
                           "(runs/<id>/package, runs/<id>/variants/<name>)")
-    if (source / "signature.json").is_file():
-        from shipml.runtime import Package
+    with warnings.catch_warnings(record=True) as caught:  # shown as the CLI's warnings, not as Python's
+        warnings.simplefilter("always", ShipmlWarning)
+        if (source / "signature.json").is_file():
+            from shipml.runtime import Package
 
-        pkg = Package.open(source)
-        frame = pkg.predict(inputs)
-    else:
-        from shipml.run import Run
+            frame = Package.open(source).predict(inputs)
+        else:
+            from shipml.run import Run
 
-        frame = Run(source).predict(inputs)
+            frame = Run(source).predict(inputs)
+    for w in caught:
+        if issubclass(w.category, ShipmlWarning):
+            Reporter().warn(str(w.message))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if output is None:
         frame.to_csv(sys.stdout, index=False)
     else:

@@ -156,6 +156,8 @@ class Run:
         info = self.info | {"id": self.id, "name": self.config.name, "task": self.config.task.name,
                             "task_kind": get_task_class(self.config.task.name).kind, "status": status,
                             "seed": self.config.seed} | fields
+        if status != "failed":  # a failed run that was resumed is not failed any more
+            info = {k: v for k, v in info.items() if k not in ("error", "failed") or k in fields}
         atomic_write_json(self.path / "run.json", info)
 
     def _save_task(self, task: Task) -> None:

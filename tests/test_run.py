@@ -90,3 +90,12 @@ def test_predict_reads_compressed_tables_for_text_runs(text_run: Path, tmp_path:
     from_list = run.predict(texts)
     assert len(from_file) == 4 and "source" not in from_file.columns
     pd.testing.assert_frame_equal(from_file, from_list)
+
+
+def test_a_resumed_failed_run_loses_its_error(table_run: Path, tmp_path: Path) -> None:
+    run_dir = _copy(table_run, tmp_path)
+    run = shipml.Run(run_dir)
+    run._write_status("failed", error="the training loss became nan at step 3", failed="2026-12-01T00:00:00")
+    assert run.info["status"] == "failed" and "nan" in run.info["error"]
+    run._write_status("finished")
+    assert run.info["status"] == "finished" and "error" not in run.info and "failed" not in run.info

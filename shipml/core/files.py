@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,6 +27,18 @@ __all__ = ["TEMP_PREFIX", "atomic_dir", "atomic_write_bytes", "atomic_write_json
 
 TEMP_PREFIX = ".tmp-"  # every temporary file or folder shipml writes starts with this
 _CHUNK = 1 << 20
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 would hide results from other users
+# the machine a temp name's pid belongs to: a run folder or cache shared between containers or hosts holds pids
+# of other pid namespaces, which must not be judged alive or dead by this machine's pid table
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def file_sha256(path: Path) -> str:
@@ -58,8 +71,10 @@ def fsync_dir(folder: Path) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path`: a reader (or a crash) sees either the old file or the complete new one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f"-{path.name}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{_HOST}.{os.getpid()}-",
+                               suffix=f"-{path.name}")
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -114,7 +129,8 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     old: Path | None = None
     try:
         if final.exists() or final.is_symlink():
-            old = final.parent / temp_name(f"{final.name}-old")
+            # not a temp name: if this process dies between the two renames, this is the only copy left
+            old = final.parent / f".old-{final.name}-{secrets.token_hex(6)}"
             os.rename(final, old)
         try:
             os.rename(tmp, final)
@@ -148,15 +164,18 @@ def exclusive(lock_file: Path, busy: Exception) -> Iterator[None]:
 
 
 def temp_name(label: str) -> str:
-    """A temporary name that says who made it: `.tmp-<pid>-<label>-<random>`. `remove_stale` deletes it once
-    that process is gone, so a writer killed with SIGKILL leaves nothing behind for long."""
-    return f"{TEMP_PREFIX}{os.getpid()}-{label}-{secrets.token_hex(6)}"
+    """A temporary name that says who made it: `.tmp-<host>.<pid>-<label>-<random>`. `remove_stale` deletes it
+    once that process is gone, so a writer killed with SIGKILL leaves nothing behind for long."""
+    return f"{TEMP_PREFIX}{_HOST}.{os.getpid()}-{label}-{secrets.token_hex(6)}"
 
 
 def _owner_alive(name: str) -> bool | None:
-    """Whether the process named in a `temp_name` still runs; None for a name without a pid."""
-    pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
-    if not name.startswith(TEMP_PREFIX) or not pid.isdigit():
+    """Whether the process named in a `temp_name` still runs; None when that cannot be told here (a name
+    without a pid, or one made on another host or container)."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    host, _, pid = name[len(TEMP_PREFIX):].split("-", 1)[0].partition(".")
+    if host != _HOST or not pid.isdigit():
         return None
     try:
         os.kill(int(pid), 0)
@@ -168,9 +187,9 @@ def _owner_alive(name: str) -> bool | None:
 
 
 def remove_stale(folder: Path, *, legacy: tuple[str, ...] = (), older_than_s: float = 6 * 3600.0) -> list[str]:
-    """Delete temporaries that killed processes left in `folder`: `temp_name` entries whose process is gone,
-    and entries whose name contains one of the `legacy` markers (names from before `temp_name`, without a
-    pid) once they are older than `older_than_s`. Returns the names removed."""
+    """Delete temporaries that killed processes left in `folder`: `temp_name` entries of this host whose process
+    is gone; temp names of other hosts, and entries whose name contains one of the `legacy` markers (names
+    from before `temp_name`), once they are older than `older_than_s`. Returns the names removed."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -179,7 +198,8 @@ def remove_stale(folder: Path, *, legacy: tuple[str, ...] = (), older_than_s: fl
     for entry in folder.iterdir():
         alive = _owner_alive(entry.name)
         if alive is None:
-            if not (entry.name.startswith(".") and any(m in entry.name for m in legacy)):
+            ours = entry.name.startswith(TEMP_PREFIX)
+            if not (ours or (entry.name.startswith(".") and any(m in entry.name for m in legacy))):
                 continue
             try:
                 if entry.lstat().st_mtime > cutoff:

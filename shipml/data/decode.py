@@ -24,7 +24,7 @@ from shipml.data.dataset import CleaningLog
 from shipml.data.images import ImageLayout
 from shipml.errors import DataError
 
-__all__ = ["conform_pixels", "load_pixels", "pixel_keys", "read_images"]
+__all__ = ["conform_pixels", "load_pixels", "pixel_keys"]
 
 _CACHE_VERSION = 1  # bump when decoding changes, so stale cache entries are never read
 
@@ -35,29 +35,6 @@ def _decode_one(path: Path, size: tuple[int, int], channels: int) -> tuple[np.nd
 
 def _reason(err: Exception) -> str:
     return f"not a readable image ({str(err) or type(err).__name__})"
-
-
-def read_images(
-    paths: list[Path], size: tuple[int, int], channels: int, log: CleaningLog
-) -> tuple[np.ndarray, list[int]]:
-    """Decode and resize images for prediction, exactly as training decoded them.
-
-    Returns (N, H, W, C) uint8 pixels of the readable images and their indices into `paths`;
-    unreadable ones are recorded with `log.skip` instead of failing the whole batch.
-    """
-    arrays: list[np.ndarray] = []
-    kept: list[int] = []
-    for i, path in enumerate(paths):
-        try:
-            arr, _ = _decode_one(Path(path), size, channels)
-        except Exception as err:  # PIL raises many exception types on corrupt input; all mean "skip"
-            log.skip(str(path), _reason(err))
-            continue
-        arrays.append(arr)
-        kept.append(i)
-    if not arrays:
-        return np.zeros((0, size[0], size[1], channels), dtype=np.uint8), kept
-    return np.stack(arrays), kept
 
 
 def _cache_key(layout: ImageLayout, size: tuple[int, int] | None, channels: int | None) -> str:
@@ -83,7 +60,7 @@ def _decode_all(
             with Image.open(layout.base / rel) as im:
                 native[i] = (im.size[1], im.size[0])
                 modes.add(im.mode)
-        except Exception as err:  # see read_images
+        except Exception as err:  # PIL raises many exception types on corrupt input; all mean "skip"
             skipped.append({"item": rel, "reason": _reason(err)})
             continue
         sizes[native[i]] += 1

@@ -55,11 +55,18 @@ def frame_rows(raw: Any, what: str) -> pd.DataFrame:
 
 
 def text_items(raw: Any, column: str, what: str) -> list[str] | list[Path]:
-    """The texts, or the files to read them from: a list of Path objects is files, a list of anything else is
-    texts (None/NaN -> ""), a table file or frame gives its `column`, any other file or folder is files."""
-    if isinstance(raw, (list, tuple)):
+    """The texts, or the files to read them from: a list of Path objects is files, a list of row dicts or a
+    frame or a table file gives its `column`, a list of strings is texts (None/NaN -> ""), any other file
+    or folder is files."""
+    if isinstance(raw, (list, tuple)) and raw and all(isinstance(r, dict) for r in raw):
+        raw = frame_rows(raw, what)  # row dicts (a JSON request body): the text column of each
+    elif isinstance(raw, (list, tuple)):
         if raw and all(isinstance(t, Path) for t in raw):
             return list(raw)
+        if any(isinstance(t, (dict, list, tuple, bytes)) for t in raw):
+            bad = next(type(t).__name__ for t in raw if isinstance(t, (dict, list, tuple, bytes)))
+            raise DataError(f"a list of texts holds a {bad}; give strings, or row dicts that all have the text "
+                            "column")
         return ["" if t is None or (isinstance(t, float) and math.isnan(t)) else str(t) for t in raw]
     if isinstance(raw, (str, Path)):
         p = existing(raw, what)

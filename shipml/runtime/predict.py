@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shipml.errors import DataError, ExportError
+from shipml.errors import DataError, ExportError, ShipmlWarning
 from shipml.runtime.preprocess import Prepared, Preprocessor, make_preprocessor
 
 __all__ = ["Network", "Predictor", "check_spec", "decide", "softmax"]
@@ -160,5 +160,5 @@ class Predictor:
         if prepared.skipped:
             first = prepared.skipped[0]
             warnings.warn(f"skipped {len(prepared.skipped)} unreadable inputs (first: {first[0]}: {first[1]})",
-                          stacklevel=3)
+                          ShipmlWarning, stacklevel=3)
         return self.frame(prepared, self.transform(self.outputs(prepared, network, batch_size=batch_size)))

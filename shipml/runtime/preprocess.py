@@ -25,7 +25,7 @@ from shipml.core.values import category_text, finite_numbers
 from shipml.errors import DataError, ExportError
 from shipml.runtime.inputs import file_texts, frame_rows, image_items, text_items
 
-__all__ = ["PREPROCESSORS", "Prepared", "Preprocessor", "make_preprocessor"]
+__all__ = ["PREPROCESSORS", "Prepared", "Preprocessor", "make_preprocessor", "table_arrays", "token_rows", "truncate"]
 
 
 @dataclass
@@ -164,6 +164,27 @@ class ImagePreprocessor(Preprocessor):
 
 
 # ---------------------------------------------------------------------------------------------- tables
+def table_arrays(frame: pd.DataFrame, numeric: list[dict[str, Any]], categorical: list[dict[str, Any]],
+                 lookups: list[dict[str, int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Feature columns -> (`num` float32 (N, n_numeric) scaled, `cat` int64 (N, n_categorical) indices): missing,
+    non-finite and float32-overflowing numbers get the median; category text (1.0 -> "1") is looked up, 0 for
+    missing or unseen. The one implementation: the training task's encoder calls it too."""
+    lookups = lookups or [{c: i + 1 for i, c in enumerate(s["categories"])} for s in categorical]
+    num = np.zeros((len(frame), len(numeric)), dtype=np.float32)
+    for j, spec in enumerate(numeric):
+        try:
+            v, _ = finite_numbers(frame[spec["name"]])  # inf, 1e300: missing, as in cleaning
+        except (TypeError, ValueError) as err:
+            raise DataError(f"column {spec['name']!r} cannot be read as numbers ({err})") from None
+        v[np.isnan(v)] = spec["median"]
+        num[:, j] = (v - spec["mean"]) / spec["std"]
+    cat = np.zeros((len(frame), len(categorical)), dtype=np.int64)
+    for j, (spec, lookup) in enumerate(zip(categorical, lookups, strict=True)):
+        col = category_text(frame[spec["name"]])
+        cat[:, j] = [0 if pd.isna(v) else lookup.get(v, 0) for v in col]
+    return num, cat
+
+
 class TablePreprocessor(Preprocessor):
     """Feature columns -> `num` float32 (N, n_numeric) scaled, `cat` int64 (N, n_categorical) indices."""
 
@@ -195,19 +216,7 @@ class TablePreprocessor(Preprocessor):
         return raw
 
     def prepare(self, raw: Any) -> Prepared:
-        frame = self._items(raw)
-        num = np.zeros((len(frame), len(self.prep["numeric"])), dtype=np.float32)
-        for j, spec in enumerate(self.prep["numeric"]):
-            try:
-                v, _ = finite_numbers(frame[spec["name"]])  # inf, 1e300: missing, as in training
-            except (TypeError, ValueError) as err:
-                raise DataError(f"column {spec['name']!r} cannot be read as numbers ({err})") from None
-            v[np.isnan(v)] = spec["median"]
-            num[:, j] = (v - spec["mean"]) / spec["std"]
-        cat = np.zeros((len(frame), len(self.prep["categorical"])), dtype=np.int64)
-        for j, (spec, lookup) in enumerate(zip(self.prep["categorical"], self.lookups, strict=True)):
-            col = category_text(frame[spec["name"]])  # the text form training saw (1.0 -> "1")
-            cat[:, j] = [0 if pd.isna(v) else lookup.get(v, 0) for v in col]
+        num, cat = table_arrays(self._items(raw), self.prep["numeric"], self.prep["categorical"], self.lookups)
         return Prepared({"num": num, "cat": cat})
 
     def feeds(self, prepared: Prepared, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -215,6 +224,36 @@ class TablePreprocessor(Preprocessor):
 
 
 # ---------------------------------------------------------------------------------------------- text
+def truncate(ids: list[int], budget: int, how: str) -> list[int]:
+    """Keep `budget` token ids: the head, the tail, or head+tail (a quarter from the start, the rest from the
+    end; Sun et al. 2019)."""
+    if len(ids) <= budget:
+        return ids
+    if how == "head":
+        return ids[:budget]
+    if how == "tail":
+        return ids[len(ids) - budget :]
+    head = budget // 4
+    return ids[:head] + ids[len(ids) - (budget - head) :]
+
+
+def token_rows(texts: list[str], tokenizer: Any, special_ids: dict[str, int], max_length: int,
+               truncation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Texts -> ([CLS] body [SEP] ids int32 (N, max_length) padded with `pad`, lengths int32 (N,)); the body is
+    tokenized without special tokens and truncated to max_length - 2. The one implementation: the training
+    task's encoder calls it too."""
+    sp = special_ids
+    ids = np.full((len(texts), max_length), sp["pad"], dtype=np.int32)  # (N, max_length)
+    lengths = np.zeros(len(texts), dtype=np.int32)
+    for start in range(0, len(texts), 1024):
+        encs = tokenizer.encode_batch(texts[start : start + 1024], add_special_tokens=False)
+        for i, enc in enumerate(encs, start):
+            row = [sp["cls"], *truncate(enc.ids, max_length - 2, truncation), sp["sep"]]
+            ids[i, : len(row)] = row
+            lengths[i] = len(row)
+    return ids, lengths
+
+
 class TextPreprocessor(Preprocessor):
     """Texts -> [CLS] body [SEP] token ids, truncated as trained, padded per batch to its longest text."""
 
@@ -257,29 +296,12 @@ class TextPreprocessor(Preprocessor):
     def _items(self, raw: Any) -> list[str] | list[Path]:
         return text_items(raw, self.prep["text_column"], self.what)
 
-    def _truncate(self, ids: list[int], budget: int) -> list[int]:
-        if len(ids) <= budget:
-            return ids
-        if self.prep["truncation"] == "head":
-            return ids[:budget]
-        if self.prep["truncation"] == "tail":
-            return ids[len(ids) - budget :]
-        head = budget // 4  # head+tail: a quarter from the start, the rest from the end
-        return ids[:head] + ids[len(ids) - (budget - head) :]
-
     def prepare(self, raw: Any) -> Prepared:
         items = self._items(raw)
         files = bool(items) and isinstance(items[0], Path)
         texts = file_texts(items, self.prep.get("email")) if files else items  # type: ignore[arg-type]
-        sp, max_length = self.prep["special_ids"], int(self.prep["max_length"])
-        ids = np.full((len(texts), max_length), sp["pad"], dtype=np.int32)  # (N, max_length)
-        lengths = np.zeros(len(texts), dtype=np.int32)
-        for start in range(0, len(texts), 1024):
-            encs = self.tokenizer.encode_batch(texts[start : start + 1024], add_special_tokens=False)
-            for i, enc in enumerate(encs, start):
-                row = [sp["cls"], *self._truncate(enc.ids, max_length - 2), sp["sep"]]
-                ids[i, : len(row)] = row
-                lengths[i] = len(row)
+        ids, lengths = token_rows(texts, self.tokenizer, self.prep["special_ids"], int(self.prep["max_length"]),
+                                  self.prep["truncation"])
         sources = [str(f) for f in items] if files else None
         return Prepared({"ids": ids, "lengths": lengths}, sources=sources, texts=texts)
 

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from shipml.config import DistillConfig, MLPConfig
-from shipml.core.values import category_text, finite_numbers
+from shipml.core.values import category_text
 from shipml.data.dataset import Dataset
+from shipml.runtime.preprocess import table_arrays
 from shipml.tasks._registry import register_task
 from shipml.tasks.base import ClassificationTask, RegressionTask, Task, Tensors
 from shipml.tasks.structure import Group, sequential_groups
@@ -82,17 +83,8 @@ class _Tabular(Task):
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise ValueError(f"missing feature columns: {missing}; the model needs {needed}")
-        n = len(frame)
-        num = np.zeros((n, len(self.prep["numeric"])), dtype=np.float32)
-        for j, spec in enumerate(self.prep["numeric"]):
-            v, _ = finite_numbers(frame[spec["name"]])  # inf and |x| > float32 max: missing, as when cleaning
-            v[np.isnan(v)] = spec["median"]
-            num[:, j] = (v - spec["mean"]) / spec["std"]
-        cat = np.zeros((n, len(self.prep["categorical"])), dtype=np.int64)
-        for j, spec in enumerate(self.prep["categorical"]):
-            lookup = {c: i + 1 for i, c in enumerate(spec["categories"])}
-            col = category_text(frame[spec["name"]])  # the same text form training saw (1.0 -> "1")
-            cat[:, j] = [0 if pd.isna(v) else lookup.get(v, 0) for v in col]
+        # the runtime's own conversion (not a copy of it): a package sees exactly these numbers
+        num, cat = table_arrays(frame, self.prep["numeric"], self.prep["categorical"])
         return {"num": torch.from_numpy(num), "cat": torch.from_numpy(cat)}
 
     def _build(self, n_out: int) -> nn.Module:

@@ -27,6 +27,7 @@ from shipml.core.files import atomic_write_bytes
 from shipml.data import cache_dir
 from shipml.data.dataset import Dataset
 from shipml.errors import ConfigError
+from shipml.runtime.preprocess import token_rows
 from shipml.tasks._registry import register_task
 from shipml.tasks.base import ClassificationTask, Task, Tensors
 from shipml.tasks.bert import BertGraph, bert_groups, bert_student, is_bert_classifier
@@ -210,29 +211,9 @@ class TextClassification(ClassificationTask):
         return tensors
 
     def _encode_texts(self, texts: list[str]) -> Tensors:
-        sp = self.prep["special_ids"]
-        budget = self.prep["max_length"] - 2  # room for [CLS] ... [SEP]
-        ids = np.full((len(texts), self.prep["max_length"]), sp["pad"], dtype=np.int32)  # (N, max_length)
-        lengths = np.zeros(len(texts), dtype=np.int32)
-        for start in range(0, len(texts), 1024):
-            encs = self.tokenizer.encode_batch(texts[start : start + 1024], add_special_tokens=False)
-            for i, enc in enumerate(encs, start):
-                body = self._truncate(enc.ids, budget)
-                row = [sp["cls"], *body, sp["sep"]]
-                ids[i, : len(row)] = row
-                lengths[i] = len(row)
+        ids, lengths = token_rows(texts, self.tokenizer, self.prep["special_ids"], self.prep["max_length"],
+                                  self.prep["truncation"])  # the runtime's own tokenization, not a copy of it
         return {"input_ids": torch.from_numpy(ids), "lengths": torch.from_numpy(lengths)}
-
-    def _truncate(self, ids: list[int], budget: int) -> list[int]:
-        if len(ids) <= budget:
-            return ids
-        how = self.prep["truncation"]
-        if how == "head":
-            return ids[:budget]
-        if how == "tail":
-            return ids[len(ids) - budget :]
-        head = budget // 4  # head+tail: a quarter from the start, the rest from the end (Sun et al. 2019)
-        return ids[:head] + ids[len(ids) - (budget - head) :]
 
     # ------------------------------------------------------------------ batching
     def make_batch(self, inputs: Tensors, idx: torch.Tensor, *, train: bool, gen: torch.Generator) -> Tensors:

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from shipml.core.files import atomic_write_bytes
+from shipml.core.files import TEMP_PREFIX, atomic_write_bytes
 
 __all__ = ["Checkpoint", "atomic_write_bytes", "list_checkpoints", "load_latest", "save_checkpoint"]
 
@@ -61,7 +61,9 @@ def save_checkpoint(
     atomic_write_bytes(path, save(tensors, metadata=meta))
     for old in list_checkpoints(folder)[keep:]:
         old.unlink(missing_ok=True)
-    for stale in folder.glob(".ckpt-*.tmp-*"):  # temp files of a writer killed mid-write
+    # temp files of a writer killed mid-write (the run lock is held, so no other writer is live here):
+    # `.tmp-*` from core's atomic write, `.ckpt-*.tmp-*` from shipml before it
+    for stale in [*folder.glob(f"{TEMP_PREFIX}*"), *folder.glob(".ckpt-*.tmp-*")]:
         stale.unlink(missing_ok=True)
     return path
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from shipml.core.files import (
+    _HOST,
     atomic_write_bytes,
     atomic_write_json,
     exclusive,
@@ -55,7 +56,7 @@ def _dead_pid() -> int:
 
 
 def test_remove_stale_removes_only_what_dead_processes_left(tmp_path: Path) -> None:
-    dead = tmp_path / f".tmp-{_dead_pid()}-package-abc"
+    dead = tmp_path / f".tmp-{_HOST}.{_dead_pid()}-package-abc"
     dead.mkdir()
     (dead / "model.onnx").write_bytes(b"x" * 100)
     live = tmp_path / temp_name("package")  # this process: alive
@@ -68,9 +69,31 @@ def test_remove_stale_removes_only_what_dead_processes_left(tmp_path: Path) -> N
     user = tmp_path / "my-notes-work-1"  # not hidden: never ours
     user.mkdir()
     os.utime(user, (time.time() - 7 * 3600,) * 2)
+    # another container's (its pid means nothing here): kept while it may be live, removed once old
+    foreign_new = tmp_path / f".tmp-0badc0de.{_dead_pid()}-package-x"
+    foreign_new.mkdir()
+    foreign_old = tmp_path / f".tmp-0badc0de.{_dead_pid()}-package-y"
+    foreign_old.mkdir()
+    os.utime(foreign_old, (time.time() - 7 * 3600,) * 2)
     removed = remove_stale(tmp_path, legacy=("-work-",))
-    assert removed == sorted([dead.name, old_legacy.name])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, new_legacy.name, user.name])
+    assert removed == sorted([dead.name, old_legacy.name, foreign_old.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, new_legacy.name, user.name,
+                                                                 foreign_new.name])
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path: Path) -> None:
+    """mkstemp makes 0600 files; results must be readable as open() would have made them (umask applied)."""
+    old = os.umask(0o022)
+    try:
+        from importlib import reload
+
+        from shipml.core import files
+
+        reload(files)  # the mode is read from the umask at import
+        files.atomic_write_bytes(tmp_path / "run.json", b"{}")
+        assert (tmp_path / "run.json").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
 
 
 def test_exclusive_refuses_a_second_holder(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from PIL import Image
 
 import shipml.data.decode as decode_mod
 from shipml.config import DataConfig, SplitConfig
-from shipml.data import CleaningLog, cache_dir, load_dataset, read_images
+from shipml.core.images import decode_file
+from shipml.data import cache_dir, load_dataset
 from shipml.errors import DataError
 
 
@@ -128,8 +129,8 @@ def test_sizes_and_channels(tmp_path: Path) -> None:
 def test_16_bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
     deep = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)
     Image.fromarray(deep).save(tmp_path / "deep.png")
-    log = CleaningLog()
-    pixels, _ = read_images([tmp_path / "deep.png"], (8, 8), 1, log)
+    pixels, _ = decode_file(tmp_path / "deep.png", (8, 8), 1)  # the decoder training and prediction share
+    pixels = pixels[None]
     assert pixels[0, 0, 0, 0] == 0 and pixels[0, -1, -1, 0] == 255 and 120 < pixels[0, 4, 0, 0] < 135
 
 
@@ -169,22 +170,6 @@ def test_duplicate_images_and_leakage_across_split_folders(tmp_path: Path) -> No
     assert any("removed 2 exact duplicate images" in a for a in ds.log.actions)
     assert any("leakage" in w for w in ds.log.warnings)
     assert any("identical content with a different label" in w for w in ds.log.warnings)
-
-
-def test_read_images_for_prediction(tmp_path: Path) -> None:
-    paths = [
-        png(tmp_path / "x.png", 1, size=(20, 10), mode="RGB"),
-        tmp_path / "missing.png",
-        png(tmp_path / "y.jpg", 2),
-    ]
-    (tmp_path / "z.PNG").write_text("garbage")
-    paths.append(tmp_path / "z.PNG")
-    log = CleaningLog()
-    pixels, ok = read_images(paths, (8, 8), 1, log)
-    assert pixels.shape == (2, 8, 8, 1) and pixels.dtype == np.uint8 and ok == [0, 2]
-    assert [s["item"] for s in log.skipped] == [str(paths[1]), str(paths[3])]
-    none, ok = read_images([tmp_path / "z.PNG"], (4, 4), 3, CleaningLog())
-    assert none.shape == (0, 4, 4, 3) and ok == []
 
 
 def test_split_fractions_from_config(tmp_path: Path) -> None:

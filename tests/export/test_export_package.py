@@ -228,13 +228,15 @@ def test_export_removes_what_a_killed_export_left(table_run: Path, tmp_path: Pat
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (run_dir / "variants").mkdir()
-    left = [run_dir / f".tmp-{dead.pid}-export-x1", run_dir / "variants" / f".tmp-{dead.pid}-int8-work-x2",
+    from shipml.core.files import _HOST
+
+    left = [run_dir / f".tmp-{_HOST}.{dead.pid}-export-x1", run_dir / "variants" / f".tmp-{_HOST}.{dead.pid}-work-x2",
             run_dir / ".package.tmp-0a1b2c"]  # the last: a name from before temp names carried the pid
     for folder in left:
         folder.mkdir()
         (folder / "model.onnx").write_bytes(b"x" * 1000)
     os.utime(left[-1], (time.time() - 7 * 3600,) * 2)
-    live = run_dir / f".tmp-{os.getpid()}-export-busy"
+    live = run_dir / f".tmp-{_HOST}.{os.getpid()}-export-busy"
     live.mkdir()
     export_run(run_dir, quiet=True)
     assert not any(p.exists() for p in left)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shipml.core.files import _HOST
 from shipml.errors import ExportError
 from shipml.runtime import FORMAT, atomic_dir, package_size, verify_manifest, write_manifest
 from shipml.runtime.format import read_json
@@ -62,7 +63,7 @@ def test_verify_refuses_a_changed_package(tmp_path: Path, damage: object, messag
 def test_atomic_dir_publishes_only_on_success(tmp_path: Path) -> None:
     final = tmp_path / "runs" / "package"
     with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
-        assert tmp.parent == final.parent and tmp.name.startswith(f".tmp-{os.getpid()}-package-")
+        assert tmp.parent == final.parent and tmp.name.startswith(f".tmp-{_HOST}.{os.getpid()}-package-")
         (tmp / "model.onnx").write_bytes(b"half")
         raise RuntimeError("crash while writing")
     assert list(final.parent.iterdir()) == []  # no final folder, no temp folder left behind

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from test_runtime_package import IMAGE_PREP, TABLE_PREP, image_package, table_package
 
-from shipml.errors import DataError, ExportError
+from shipml.errors import DataError, ExportError, ShipmlWarning
 from shipml.runtime import Package, Predictor
 from shipml.runtime.format import write_manifest
 
@@ -96,3 +96,20 @@ def test_non_finite_outputs_are_never_predicted(tmp_path: Path) -> None:
 def test_image_prep_fixture_is_valid(tmp_path: Path) -> None:
     """The fixture the value checks edit is itself accepted (so each failure above is the edit's doing)."""
     assert Package.open(image_package(tmp_path / "pkg", prep=dict(IMAGE_PREP))[0]).data_kind == "images"
+
+
+def test_unreadable_image_paths_are_skipped_and_listed(tmp_path: Path) -> None:
+    """A list of paths with a missing and a garbage file: the readable ones predict, the rest are listed (a
+    ShipmlWarning says so); nothing readable at all is one clear error."""
+    from PIL import Image
+
+    pkg = Package.open(image_package(tmp_path / "pkg")[0])
+    Image.fromarray(np.zeros((20, 10, 3), np.uint8)).save(tmp_path / "x.png")
+    (tmp_path / "z.PNG").write_text("garbage")
+    paths = [tmp_path / "x.png", tmp_path / "missing.png", tmp_path / "z.PNG"]
+    with pytest.warns(ShipmlWarning, match="skipped 2 unreadable"):
+        out = pkg.predict(paths)
+    assert out["source"].tolist() == [str(paths[0])]
+    assert [s for s, _ in out.attrs["skipped"]] == [str(paths[1]), str(paths[2])]
+    with pytest.raises(DataError, match="none of the 2 images could be read"):
+        pkg.predict(paths[1:])

@@ -1,6 +1,6 @@
 """The runtime's preprocessing equals the training side's, row for row (category text and number conversion
 have one implementation, shipml.core.values, so they are not compared here): image batches against
-ImageClassification (arrays and files of other sizes, modes and bit depths against read_images), table
+ImageClassification (arrays, and files of other sizes, modes and bit depths against the data room's decoder), table
 encoding against TabularClassification (missing values, unseen and float-looking categories), token batches
 against TextClassification in every truncation mode, and raw emails against message_text."""
 
@@ -17,8 +17,10 @@ from sklearn.datasets import load_digits
 from test_runtime_package import text_package, text_prep, write_package
 
 from shipml.config import TransformerConfig
-from shipml.data import message_text, read_images
+from shipml.data import message_text
 from shipml.data.dataset import CleaningLog, Dataset
+from shipml.data.decode import load_pixels
+from shipml.data.images import discover_images
 from shipml.runtime import Package
 from shipml.runtime.preprocess import make_preprocessor
 from shipml.tasks import create_task
@@ -45,7 +47,7 @@ def _training_batch(task: object, images: np.ndarray, idx: np.ndarray) -> np.nda
 
 def _write_odd_images(folder: Path, rng: np.random.Generator) -> list[Path]:
     """Files of other sizes, modes and bit depths than the model's, and one that is not an image."""
-    folder.mkdir()
+    folder.mkdir(parents=True)
     specs = [("a_grey.png", "L", (13, 20)), ("b_rgb.png", "RGB", (8, 8)), ("c_rgba.png", "RGBA", (9, 11)),
              ("d_palette.gif", "P", (16, 7)), ("e_photo.jpg", "RGB", (30, 17)), ("f_bw.bmp", "1", (5, 6))]
     paths = []
@@ -80,17 +82,18 @@ def test_image_preprocessing_equals_training(tmp_path: Path, channels: int) -> N
     assert got.dtype == np.float32 and got.shape == (40, channels, 8, 8) and got.flags.c_contiguous
     np.testing.assert_array_equal(got, _training_batch(task, images, idx))  # bit for bit
 
-    paths = _write_odd_images(tmp_path / "files", rng)
+    paths = _write_odd_images(tmp_path / "root" / "files", rng)
     log = CleaningLog()
-    decoded, kept = read_images(paths, (8, 8), channels, log)
+    decoded, kept = load_pixels(discover_images(tmp_path / "root"), (8, 8), channels, log)  # how training decodes
     prepared = pre.prepare(paths)
     np.testing.assert_array_equal(prepared.arrays["pixels"], decoded)  # identical uint8 pixels
     assert prepared.sources == [str(paths[i]) for i in kept] and len(kept) == len(paths) - 1
-    assert [s for s, _ in prepared.skipped] == [i["item"] for i in log.skipped] == [str(paths[-1])]
+    assert [Path(s).name for s, _ in prepared.skipped] == [Path(i["item"]).name for i in log.skipped]
+    assert [s for s, _ in prepared.skipped] == [str(paths[-1])]
     rows = np.arange(len(decoded))
     np.testing.assert_array_equal(pre.feeds(prepared, rows)["pixels"], _training_batch(task, decoded, rows))
     # a folder reads the same files in the same (sorted) order
-    np.testing.assert_array_equal(pre.prepare(tmp_path / "files").arrays["pixels"], decoded)
+    np.testing.assert_array_equal(pre.prepare(tmp_path / "root" / "files").arrays["pixels"], decoded)
 
 
 def test_table_preprocessing_equals_training(tmp_path: Path) -> None:

@@ -2,8 +2,10 @@
 rows, edge rows included (missing values, unseen categories, inf / 1e300, grey / RGBA / 16-bit images, hidden
 files and folders, a link loop, empty and markup-only texts, raw emails).
 
-The training side is what a run uses: the data room reads files (image folders, email folders), the task's
-tensor encoders (`encode` + `make_batch`) make the batch. The runtime side is `Predictor` built from the
+The training side is what a run uses: the data room reads files (`discover_images` + `load_pixels`,
+`discover_messages` + `message_texts`), the task's tensor encoders (`encode` + `make_batch`) make the batch —
+for tables and texts these call the runtime's `table_arrays` / `token_rows`, so here the reading, batching and
+(for images) the normalisation around them are what is compared. The runtime side is `Predictor` built from the
 task's spec, the one path `Run.predict`, `Package.predict` and the server take. A task registered without
 a case here fails `test_every_registered_task_has_a_case`.
 """
@@ -22,10 +24,10 @@ import torch
 from PIL import Image
 
 from shipml.config import EmailConfig, TransformerConfig
-from shipml.core.email import message_text, read_message
 from shipml.data.dataset import CleaningLog, Dataset
-from shipml.data.decode import read_images
-from shipml.data.images import _iter_images
+from shipml.data.decode import load_pixels
+from shipml.data.images import discover_images
+from shipml.data.mail_folder import discover_messages, message_texts
 from shipml.runtime import Predictor
 from shipml.tasks import Task, create_task, list_tasks
 
@@ -72,21 +74,22 @@ def _table_case(name: str, tmp: Path) -> Case:
 
 
 # ---------------------------------------------------------------------------------------------- images
-def _odd_images(folder: Path, rng: np.random.Generator) -> None:
-    """Files of other sizes, modes and bit depths, hidden files and folders, a link loop, a broken file."""
-    (folder / "sub").mkdir(parents=True)
-    specs = [("a_grey.png", "L", (13, 20)), ("b_rgb.png", "RGB", (8, 8)), ("sub/c_rgba.png", "RGBA", (9, 11)),
-             ("d_palette.gif", "P", (16, 7)), ("e_photo.JPG", "RGB", (30, 17))]
+def _odd_images(root: Path, rng: np.random.Generator) -> None:
+    """Class folders with files of other sizes, modes and bit depths, nesting, hidden files and folders, link
+    loops and a broken file: what a user's image folder looks like."""
+    specs = [("a/a_grey.png", "L", (13, 20)), ("a/b_rgb.png", "RGB", (8, 8)), ("a/sub/c_rgba.png", "RGBA", (9, 11)),
+             ("b/d_palette.gif", "P", (16, 7)), ("b/e_photo.JPG", "RGB", (30, 17))]
     for name, mode, (w, h) in specs:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         arr = rng.integers(0, 256, size=(h, w, 4), dtype=np.uint8)
-        Image.fromarray(arr, "RGBA").convert(mode).save(folder / name)
-    Image.fromarray(rng.integers(0, 65536, size=(10, 12), dtype=np.uint16)).save(folder / "f_16bit.png")
-    (folder / "g_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    for hidden in (".hidden.png", ".git/x.png", "__MACOSX/b_rgb.png"):
-        (folder / hidden).parent.mkdir(exist_ok=True)
-        Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / hidden)
-    (folder / "loop").symlink_to(folder, target_is_directory=True)  # a folder link back up: walked once
-    (folder / "self.png").symlink_to(folder / "self.png")  # a link to itself: unreadable, skipped
+        Image.fromarray(arr, "RGBA").convert(mode).save(root / name)
+    Image.fromarray(rng.integers(0, 65536, size=(10, 12), dtype=np.uint16)).save(root / "b" / "f_16bit.png")
+    (root / "b" / "g_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    for hidden in ("a/.hidden.png", "b/.git/x.png", "__MACOSX/a/b_rgb.png"):
+        (root / hidden).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / hidden)
+    (root / "a" / "loop").symlink_to(root / "a", target_is_directory=True)  # a folder link back up: walked once
+    (root / "b" / "self.png").symlink_to(root / "b" / "self.png")  # a link to itself: skipped
 
 
 def _image_case(name: str, tmp: Path) -> Case:
@@ -96,12 +99,12 @@ def _image_case(name: str, tmp: Path) -> Case:
     data = Dataset("images", frame, "label", [], [], _split(40), "fp", CleaningLog(), classes=["a", "b"],
                    images=images)
     task = create_task(name).fit(data)
-    folder = tmp / "images"
-    _odd_images(folder, rng)
-    paths = sorted(Path(e.path) for e in _iter_images(folder))  # the data room's walk
-    decoded, kept = read_images(paths, (8, 8), 3, CleaningLog())
-    assert len(kept) == 6 and not any("hidden" in str(p) or "MACOSX" in str(p) for p in paths)
-    return Case(task, folder, _batch(task, task.encode(None, decoded)))
+    root = tmp / "images"
+    _odd_images(root, rng)
+    layout = discover_images(root)  # the data room's walk and decoder, as `load_dataset` runs them
+    decoded, kept = load_pixels(layout, (8, 8), 3, CleaningLog())
+    assert len(kept) == 6 and not any("hidden" in p or "MACOSX" in p for p in layout.relpaths)
+    return Case(task, root, _batch(task, task.encode(None, decoded)))
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -125,30 +128,43 @@ def _text_case(name: str, tmp: Path) -> Case:
     return Case(task, frame, _batch(task, task.encode(frame, None)))
 
 
+def _row_dict_case(name: str, tmp: Path) -> Case:
+    """Row dicts, as a JSON request body carries them: each row's text column."""
+    task = _text_task(name)
+    texts = ["a JSON row", "", "<p>markup</p>", "Ünïcödé 🙂"]
+    rows = [{"text": t, "id": i} for i, t in enumerate(texts)]
+    return Case(task, rows, _batch(task, task.encode(pd.DataFrame({"text": texts}), None)))
+
+
 def _email_case(name: str, tmp: Path) -> Case:
+    """A folder of raw emails: the training side is the data room's own walk and parse (discover_messages +
+    message_texts, as `load_dataset` runs them), the runtime side is the package's input path."""
     task = _text_task(name)
     email = EmailConfig(headers=["subject", "from"], max_chars=400)
     mails = tmp / "mails"
-    (mails / "inbox").mkdir(parents=True)
-    raws = {"inbox/1.eml": _EMAIL, "2": _EMAIL.replace(b"Hello", b"Bye"), "inbox/3": b"not an email \xff",
-            "4": b"Subject: only markup\r\nContent-Type: text/html\r\n\r\n<html><body><br></body></html>"}
+    raws = {"inbox/1.eml": _EMAIL, "other/2": _EMAIL.replace(b"Hello", b"Bye"), "inbox/3": b"not an email \xff",
+            "other/4": b"Subject: only markup\r\nContent-Type: text/html\r\n\r\n<html><body><br></body></html>",
+            "other/deep/5": b"Subject: nested\r\n\r\nin a sub-folder"}
     for rel, raw in raws.items():
+        (mails / rel).parent.mkdir(parents=True, exist_ok=True)
         (mails / rel).write_bytes(raw)
-    (mails / ".DS_Store").write_bytes(b"junk")
-    (mails / "__MACOSX").mkdir()
-    (mails / "__MACOSX" / "2").write_bytes(b"resource fork")
-    order = ["2", "4", "inbox/1.eml", "inbox/3"]  # sorted paths, hidden ones skipped
-    texts = [message_text(read_message(mails / rel), headers=email.headers, body=email.body,
-                          max_chars=email.max_chars) for rel in order]  # as the data room parses them
-    frame = pd.DataFrame({"text": texts})
-    return Case(task, mails, _batch(task, task.encode(frame, None)), email=email.model_dump(mode="json"))
+    (mails / "inbox" / ".DS_Store").write_bytes(b"junk")
+    (mails / "__MACOSX" / "inbox").mkdir(parents=True)
+    (mails / "__MACOSX" / "inbox" / "1.eml").write_bytes(b"resource fork")
+    (mails / "other" / ".git").mkdir()
+    (mails / "other" / ".git" / "HEAD").write_bytes(b"ref: refs/heads/main")
+    layout = discover_messages(mails)
+    frame, _ = message_texts(layout, email)
+    assert layout.relpaths == sorted(raws) and frame["error"].isna().all()
+    training = task.encode(pd.DataFrame({"text": frame["text"]}), None)
+    return Case(task, mails, _batch(task, training), email=email.model_dump(mode="json"))
 
 
 CASES: dict[str, list[Callable[[str, Path], Case]]] = {
     "tabular-classification": [_table_case],
     "tabular-regression": [_table_case],
     "image-classification": [_image_case],
-    "text-classification": [_text_case, _email_case],
+    "text-classification": [_text_case, _row_dict_case, _email_case],
 }
 
 

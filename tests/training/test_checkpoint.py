@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from shipml.training.checkpoint import list_checkpoints, load_latest, save_checkpoint
@@ -44,10 +45,26 @@ def test_corrupted_bytes_detected_by_checksum(tmp_path: Path) -> None:
     assert ckpt is not None and ckpt.state["loop"]["step"] == 1 and notes
 
 
-def test_stale_temp_file_ignored_and_cleaned(tmp_path: Path) -> None:
-    (tmp_path / ".ckpt-000000005.safetensors.tmp-123").write_bytes(b"half a checkpoint")
+def test_stale_temp_file_ignored_and_cleaned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer killed mid-write leaves its temp file (a whole model + optimizer state); the next save removes it.
+    The temp is made by the real atomic write, killed (simulated) after writing and before the rename."""
+    import os
+
+    from shipml.core import files
+
+    def killed(src: str, dst: str) -> None:
+        raise KeyboardInterrupt  # stands in for SIGKILL between write and rename
+
+    monkeypatch.setattr(files.os, "replace", killed)
+    monkeypatch.setattr(files.Path, "unlink", lambda self, missing_ok=False: None)  # a killed process cleans nothing
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, 5, _tensors(5), {"loop": {"step": 5}}, keep=2)
+    monkeypatch.undo()
+    (tmp_path / ".ckpt-000000004.safetensors.tmp-123").write_bytes(b"half a checkpoint")  # an older shipml's name
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 2 and left[1].startswith(".tmp-") and str(os.getpid()) in left[1]
     save_checkpoint(tmp_path, 3, _tensors(3), {"loop": {"step": 3}}, keep=2)
-    assert not list(tmp_path.glob(".ckpt-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-000000003.safetensors"]
     ckpt, _ = load_latest(tmp_path)
     assert ckpt is not None and ckpt.state["loop"]["step"] == 3
 
