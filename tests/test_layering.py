@@ -34,13 +34,14 @@ ALLOWED: dict[str, set[str]] = {
         "errors", "config", "data", "core", "tasks", "training", "evaluate", "runtime", "run", "scorecard", "export",
         "_console"
     },
+    "registry": {"errors", "config", "core", "runtime"},
     "quickstart": {"errors", "config", "core", "run", "export", "compress", "runtime", "_console"},
     "scaffold": {"errors", "config", "core", "data", "tasks"},
     "cli": {"*"},
     "__init__": {"errors", "config", "run", "tasks"},
 }
 # rooms that must never import torch (they run where torch is not installed, or need not be)
-NO_TORCH = {"errors", "config", "data", "evaluate", "_console", "runtime", "core"}
+NO_TORCH = {"errors", "config", "data", "evaluate", "_console", "runtime", "core", "registry"}
 # rooms a predict-only install runs: no pydantic (config), no data room either
 NO_PYDANTIC = {"errors", "core", "runtime"}
 

@@ -1,0 +1,11 @@
+"""The registry room: every package becomes a numbered version of a named model (docs/registry.md).
+
+    names.py      model names: `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`, checked at every entry point
+    store.py      content-addressed package store (local folder or fsspec URL), verified on every open
+    catalog.py    SQLAlchemy 2 catalog (SQLite WAL by default, PostgreSQL by URL) + Alembic migrations:
+                  models, versions, aliases (production, canary + weight), append-only event log
+
+Builds on `shipml.runtime` (the package format and its verification); never imports torch or training code,
+so a server reads the same catalog and store. Release gates, holdouts, canary, promote and rollback are the
+next steps of issue 9.
+"""
