@@ -119,6 +119,37 @@ def test_20_processes_registering_at_once_get_versions_1_to_20(catalog_url: str,
         assert [e.kind for e in cat.history("race")] == ["register"] * 20
 
 
+KILLED_CHILD = """
+import os, signal, sys
+from shipml.registry.catalog import Catalog
+url, where = sys.argv[1], sys.argv[2]
+cat = Catalog(url)
+def die(*args, **kwargs):  # the injected point: after the version or alias rows, before the event and commit
+    os.kill(os.getpid(), signal.SIGKILL)
+cat._event = die
+if where == "register":
+    cat.add_version("spam", "f" * 64, signature={}, metrics={}, provenance={})
+else:
+    cat.update_aliases("spam", {"production": (2, None), "canary": None}, event="promote")
+"""
+
+
+@pytest.mark.parametrize("where", ["register", "promote"])
+def test_a_writer_killed_mid_transaction_leaves_nothing_behind(catalog_url: str, where: str) -> None:
+    with Catalog(catalog_url) as cat:
+        register(cat, "spam", 1)
+        register(cat, "spam", 2)
+        cat.set_alias("spam", "production", 1)
+        cat.set_alias("spam", "canary", 2, weight=50, event="canary")
+        before = (cat.versions("spam"), cat.aliases("spam"), cat.history("spam"))
+    child = subprocess.run([sys.executable, "-c", KILLED_CHILD, catalog_url, where], cwd=REPO, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert child.returncode == -9, child.stderr
+    with Catalog(catalog_url, busy_timeout_s=60) as cat:
+        assert (cat.versions("spam"), cat.aliases("spam"), cat.history("spam")) == before
+        assert register(cat, "spam", 3) == 3  # the killed writer's number was never taken: still gapless
+
+
 # ----------------------------------------------------------------------------------------- registration
 def test_register_read_back_and_reregister_is_idempotent(catalog_url: str) -> None:
     with Catalog(catalog_url) as cat:
@@ -174,6 +205,24 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(sqlite_url: str, call, 
             call(cat)
         assert [v.number for v in cat.versions("spam")] == [1] and cat.aliases("spam") == {}
         assert len(cat.history("spam")) == 1
+
+
+def test_the_first_revision_downgrades_to_an_empty_database(catalog_url: str) -> None:
+    """Downgrades exist for a DBA undoing a failed deploy; the catalog itself only ever upgrades."""
+    from alembic import command
+
+    from shipml.registry.migrations.database import alembic_config
+
+    Catalog(catalog_url).close()
+    engine = sa.create_engine(catalog_url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "base")
+        assert set(sa.inspect(engine).get_table_names()) == {"alembic_version"}
+    finally:
+        engine.dispose()
+    with Catalog(catalog_url) as cat:
+        assert register(cat, "spam", 1) == 1
 
 
 # ------------------------------------------------------------------------------------- aliases, events

@@ -26,7 +26,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from shipml.errors import RegistryError
 
-__all__ = ["MIGRATIONS", "default_url", "make_engine", "migrate", "parse_url", "revisions", "run", "upgrade"]
+__all__ = ["MIGRATIONS", "alembic_config", "default_url", "make_engine", "migrate", "parse_url", "revisions", "run",
+           "upgrade"]
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parent
@@ -127,7 +128,8 @@ def run(engine: sa.Engine, shown: str, action: str, fn: Callable[[sa.Connection]
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _alembic(conn: sa.Connection) -> Config:
+def alembic_config(conn: sa.Connection) -> Config:
+    """Alembic's config for migrating on `conn`, inside its open transaction (see env.py)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn  # env.py migrates on this connection, inside the caller's transaction
@@ -153,7 +155,7 @@ def upgrade(engine: sa.Engine, shown: str, revision: str) -> None:
     def migrate_locked(conn: sa.Connection) -> None:
         if conn.dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE already serializes upgrades
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_UPGRADE_LOCK})
-        command.upgrade(_alembic(conn), revision)
+        command.upgrade(alembic_config(conn), revision)
 
     run(engine, shown, "schema upgrade", migrate_locked, True)
 
