@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -163,6 +163,79 @@ def report(run: RunDir) -> None:
     from shipml.run import Run
 
     typer.echo(str(Run(run).report()))
+
+
+# ---------------------------------------------------------------------------------------------- registry
+Registry_ = Annotated[Path | None, typer.Option("--registry", help="Registry folder (default: $SHIPML_REGISTRY or "
+                                                "~/.shipml/registry); $SHIPML_REGISTRY_URL / $SHIPML_STORE_URL "
+                                                "put the catalog in PostgreSQL and the store under an fsspec URL.")]
+
+
+def _registry(root: Path | None) -> Any:
+    from shipml.registry import Registry
+
+    return Registry(root)
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+@app.command()
+def register(
+    source: Annotated[Path, typer.Argument(help="A package folder, or a run directory (its package/).")],
+    name: Annotated[str | None, typer.Option(help="Model name (default: the run's name).")] = None,
+    variant: Annotated[str | None, typer.Option(help="With a run directory: a variant (int8, distill+int8, ...) "
+                                                "or 'target' (the package `compress --target` picked).")] = None,
+    note: Annotated[str, typer.Option(help="A note kept with the version.")] = "",
+    registry: Registry_ = None,
+) -> None:
+    """Register a package as the next version of a model (verified; the same package again is a no-op)."""
+    with _registry(registry) as reg:
+        got = reg.register(source, name=name, variant=variant, note=note)
+    typer.echo(f"{got.name} v{got.version}" + ("" if got.new else " (already registered)"))
+
+
+@app.command()
+def models(registry: Registry_ = None) -> None:
+    """The registered models, their newest version and where production and canary point."""
+    with _registry(registry) as reg:
+        rows = [[m.name, str(m.latest or "-"), *(str(m.aliases.get(a, "-")) for a in ("production", "canary")),
+                 m.created.strftime("%Y-%m-%d %H:%M")] for m in reg.models()]
+    _table("models", ["model", "latest", "production", "canary", "created"], rows)
+
+
+@app.command()
+def history(name: Annotated[str, typer.Argument(help="Model name.")], registry: Registry_ = None) -> None:
+    """A model's versions and its append-only event log (register, release, promote, rollback, ...)."""
+    with _registry(registry) as reg:
+        versions = reg.versions(name)
+        events = reg.history(name)
+    _table(f"{name}: versions", ["version", "digest", "created", "author", "note"],
+           [[str(v.number), v.digest[:12], v.created.strftime("%Y-%m-%d %H:%M"), v.author, v.note] for v in versions])
+    _table(f"{name}: events", ["when", "event", "version", "who", "why"],
+           [[e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, str(e.version or "-"), e.who, e.why or ""] for e in events])
+
+
+@app.command()
+def show(name: Annotated[str, typer.Argument(help="Model name.")],
+         version: Annotated[str, typer.Argument(help="Version number.")], registry: Registry_ = None) -> None:
+    """One version: its package digest, signature, test metrics and provenance, as JSON."""
+    import json
+
+    with _registry(registry) as reg:
+        v = reg.version(name, version)
+    typer.echo(json.dumps({"model": v.model, "version": v.number, "digest": v.digest, "created": v.created.isoformat(),
+                           "author": v.author, "note": v.note, "signature": v.signature, "metrics": v.metrics,
+                           "provenance": v.provenance}, indent=2))
 
 
 datasets_app = typer.Typer(help="Public data sets, fetched with integrity checks.", no_args_is_help=True)

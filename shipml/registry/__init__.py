@@ -5,7 +5,14 @@
     catalog.py    SQLAlchemy 2 catalog (SQLite WAL by default, PostgreSQL by URL) + Alembic migrations:
                   models, versions, aliases (production, canary + weight), append-only event log
 
+    _api.py       `Registry` (store + catalog): `register`, `models`, `versions`, `version`, `history`, `package`
+
 Builds on `shipml.runtime` (the package format and its verification); never imports torch or training code,
 so a server reads the same catalog and store. Release gates, holdouts, canary, promote and rollback are the
 next steps of issue 9.
 """
+
+from shipml.registry._api import Registered, Registry, default_root, resolve_package
+from shipml.registry.names import check_name
+
+__all__ = ["Registered", "Registry", "check_name", "default_root", "resolve_package"]
