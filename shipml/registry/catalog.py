@@ -2,7 +2,7 @@
 
 One SQL database, four tables (the schema is below; Alembic migrations in `migrations/` create it):
 
-    models     name (unique), created
+    models     name (unique), created, holdout (digest of its frozen evaluation set, set once)
     versions   (model, number) unique and gapless from 1; package digest (sha256 of its MANIFEST.json, the
                store's key), signature, metrics, provenance (JSON), created, author, note
     aliases    production, and canary with a traffic weight 0-100, each pointing at a version
@@ -294,6 +294,32 @@ class Catalog:
             self._event(conn, model_id, number, kind, who, why, details)
 
         self._tx(f"log {kind}", append)
+
+    def set_holdout(self, name: str, digest: str) -> None:
+        """Record `name`'s frozen evaluation set (a holdout digest in the store). Set once, at the first release:
+        setting the same digest again is a no-op, a different one is refused (versions are compared on it)."""
+        name, digest = check_name(name), _check_digest(digest)
+
+        def record(conn: sa.Connection) -> None:
+            model_id = self._model_id(conn, name, lock=True)
+            current = conn.execute(sa.select(models.c.holdout).where(models.c.id == model_id)).scalar()
+            if current is None:
+                conn.execute(sa.update(models).where(models.c.id == model_id).values(holdout=digest))
+            elif current != digest:
+                raise RegistryError(f"model {name!r} already has the holdout {current}; it is frozen at the first "
+                                    f"release so every version is compared on the same rows, and cannot become "
+                                    f"{digest}")
+
+        self._tx("set holdout", record)
+
+    def holdout(self, name: str) -> str | None:
+        """The digest of `name`'s frozen holdout, or None before its first release."""
+        name = check_name(name)
+
+        def read(conn: sa.Connection) -> str | None:
+            model_id = self._model_id(conn, name)
+            return conn.execute(sa.select(models.c.holdout).where(models.c.id == model_id)).scalar()
+        return self._tx("read holdout", read, write=False)
 
     # ---------------------------------------------------------------------------------------------- reads
     def models(self) -> list[ModelInfo]:

@@ -38,7 +38,7 @@ from contextlib import nullcontext
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from shipml.core.files import bytes_sha256, fsync_dir, remove_stale, temp_name
+from shipml.core.files import atomic_write_bytes, bytes_sha256, fsync_dir, remove_stale, temp_name
 from shipml.errors import ExportError, RegistryError, ShipmlWarning
 from shipml.runtime.format import MANIFEST, verify_manifest
 
@@ -321,6 +321,75 @@ class Store:
         with fs.open(f"{base}/{MANIFEST}", "wb") as dst:  # the commit: written last
             dst.write(manifest_bytes)
         fs.invalidate_cache(self._base)
+
+    # ----------------------------------------------------------- small files beside the packages (holdouts)
+    def _under(self, area: str, name: str, rel: str = "") -> str:
+        if area == PACKAGES or not _DIGEST.match(name) or (rel and not _safe_rel(rel)):
+            raise RegistryError(f"{area}/{name}/{rel} is not a place for files in the store {self.url}")
+        base = str(self._local / area) if self._local is not None else f"{self._base.rsplit('/', 1)[0]}/{area}"
+        return f"{base}/{name}" + (f"/{rel}" if rel else "")
+
+    def put_files(self, area: str, name: str, files: dict[str, bytes], commit: str) -> None:
+        """Small files as one unit under `<root>/<area>/<name>/` (`name` a digest), `commit` written last.
+        Local: a temp folder, fsynced, then one rename (a present unit is replaced whole); object stores: the
+        files, then `commit`, so a reader that looks for `commit` never sees a partial unit."""
+        final = self._under(area, name)
+        try:
+            if self._local is None:
+                if self._fs.exists(f"{final}/{commit}"):
+                    self._fs.rm_file(f"{final}/{commit}")
+                for rel in [r for r in files if r != commit] + [commit]:
+                    self._fs.pipe_file(self._under(area, name, rel), files[rel])
+                self._fs.invalidate_cache(final)
+                return
+            parent = Path(final).parent
+            parent.mkdir(parents=True, exist_ok=True)
+            remove_stale(parent)
+            tmp = parent / temp_name(name[:12])
+            tmp.mkdir()
+            try:
+                for rel in [r for r in files if r != commit] + [commit]:
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    with open(tmp / rel, "wb") as fh:
+                        fh.write(files[rel])
+                        os.fsync(fh.fileno())
+                fsync_dir(tmp)
+                if Path(final).exists():  # a damaged unit (callers verify first): set it aside
+                    aside = parent / temp_name(f"{name[:12]}-damaged")
+                    os.rename(final, aside)
+                    shutil.rmtree(aside, ignore_errors=True)
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            fsync_dir(parent)
+        except OSError as err:
+            raise RegistryError(f"cannot write {area}/{name} in the store {self.url}: {_why(err)}") from None
+
+    def read_file(self, area: str, name: str, rel: str) -> bytes | None:
+        """The bytes of `<root>/<area>/<name>/<rel>`, or None when it is absent."""
+        path = self._under(area, name, rel)
+        try:
+            if self._local is not None:
+                return Path(path).read_bytes()
+            self._fs.invalidate_cache(path.rsplit("/", 1)[0])
+            return bytes(self._fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise RegistryError(f"cannot read {area}/{name}/{rel} in the store {self.url} ({_why(err)})") from None
+
+    def write_file(self, area: str, name: str, rel: str, data: bytes) -> None:
+        """One file written whole or not at all (local: temp name + rename; object stores write objects whole)."""
+        path = self._under(area, name, rel)
+        try:
+            if self._local is not None:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(Path(path), data)
+            else:
+                self._fs.pipe_file(path, data)
+        except OSError as err:
+            raise RegistryError(f"cannot write {area}/{name}/{rel} in the store {self.url}: {_why(err)}") from None
 
     # --------------------------------------------------------------------------------------- remote reads
     def _remote_manifest(self, digest: str) -> tuple[bytes, dict[str, dict[str, Any]]]:

@@ -20,6 +20,7 @@ models = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("created", _TS, nullable=False),
+    sa.Column("holdout", sa.String(64), nullable=True),  # digest of its frozen evaluation set (0002_holdout)
 )
 versions = sa.Table(
     "versions", METADATA,
