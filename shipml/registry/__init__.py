@@ -5,9 +5,12 @@
     catalog.py    SQLAlchemy 2 catalog (SQLite WAL by default, PostgreSQL by URL) + Alembic migrations:
                   models, versions, aliases (production, canary + weight), append-only event log
 
+    holdout.py    a model's frozen evaluation set (its first release's test rows and labels, or a user's file),
+                  content-addressed in the store; each package's outputs on it cached by package digest
     _api.py       `Registry` (store + catalog): `register`, `models`, `versions`, `version`, `history`, `package`
 
-Builds on `shipml.runtime` (the package format and its verification); never imports torch or training code,
+Builds on `shipml.runtime` (the package format and its verification) and reads a run's test split through
+`shipml.data` for the holdout; never imports torch or training code,
 so a server reads the same catalog and store. Release gates, holdouts, canary, promote and rollback are the
 next steps of issue 9.
 """
