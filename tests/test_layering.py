@@ -3,10 +3,12 @@
     errors, _console  <-  core  <-  runtime  (torch-free, pydantic-free: a predict-only install)
     errors, core  <-  config  <-  data  <-  tasks (+ runtime)  <-  training, evaluate  <-  scorecard
         <-  run  <-  export  <-  compress  <-  quickstart, scaffold  <-  cli
-    errors, config, core, data, runtime  <-  registry  (torch-free: a server reads the catalog and store)
+    errors, config, core, data, runtime, evaluate  <-  registry  (torch-free: a server reads the catalog and store)
 
 registry may import data (torch-free; its pydantic already comes with config): a model's holdout is its first
-run's test split, loaded exactly as export's parity check loads it (registry/holdout.py).
+run's test split, loaded exactly as export's parity check loads it (registry/holdout.py). It may import evaluate
+(torch-free, NO_TORCH below): the release gates (registry/gates.py) score candidate and production with the same
+metrics every report shows and decide with its paired tests (evaluate/paired.py), one owner of each statistic.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "errors", "config", "data", "core", "tasks", "training", "evaluate", "runtime", "run", "scorecard", "export",
         "_console"
     },
-    "registry": {"errors", "config", "core", "data", "runtime"},
+    "registry": {"errors", "config", "core", "data", "runtime", "evaluate"},
     "quickstart": {"errors", "config", "core", "run", "export", "compress", "runtime", "_console"},
     "scaffold": {"errors", "config", "core", "data", "tasks"},
     "cli": {"*"},
