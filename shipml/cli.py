@@ -205,6 +205,51 @@ def register(
 
 
 @app.command()
+def release(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version to release.")],
+    canary: Annotated[int | None, typer.Option(help="Release as the canary with this percent of traffic.")] = None,
+    gate: Annotated[list[str] | None, typer.Option("--gate", help="A gate, e.g. 'accuracy >= production.accuracy "
+                                                   "- 0.002', 'p99_ms <= 20', 'paired' (repeatable; default: "
+                                                   "the standard gates).")] = None,
+    holdout: Annotated[Path | None, typer.Option(help="The model's evaluation set, at its first release only "
+                                                 "(default: the first version's run test split).")] = None,
+    force: Annotated[bool, typer.Option(help="Release even if gates block it (needs --reason; logged).")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the event log).")] = None,
+    allow_signature_change: Annotated[bool, typer.Option(help="Allow other inputs, classes or data kind than "
+                                                         "production's.")] = False,
+    registry: Registry_ = None,
+) -> None:
+    """Gate a version against production on the model's frozen holdout, then make it production (or canary)."""
+    with _registry(registry) as reg:  # a blocked release raises with every failed gate's figures
+        got = reg.release(name, version, canary=canary, gates=gate, holdout=holdout, force=force, reason=reason,
+                          allow_signature_change=allow_signature_change)
+    note = " (first release: absolute gates only, no production to compare with)" if got.report.first_release else ""
+    _table(f"{name} v{got.version}: gates{note}", ["gate", "candidate", "production", "required", "verdict"],
+           got.report.rows())
+    where = f"canary ({got.weight}% of traffic)" if got.alias == "canary" else "production"
+    typer.echo(f"{name} v{got.version} is {where}" + (" (forced past failed gates)" if got.forced else ""))
+
+
+@app.command()
+def promote(name: Annotated[str, typer.Argument(help="Model name.")],
+            reason: Annotated[str | None, typer.Option(help="Why (kept in the event log).")] = None,
+            registry: Registry_ = None) -> None:
+    """Make the canary production (one atomic step, logged)."""
+    with _registry(registry) as reg:
+        typer.echo(f"{name} v{reg.promote(name, reason=reason)} is production")
+
+
+@app.command()
+def rollback(name: Annotated[str, typer.Argument(help="Model name.")],
+             reason: Annotated[str | None, typer.Option(help="Why (kept in the event log).")] = None,
+             registry: Registry_ = None) -> None:
+    """Put production back to the version it pointed at before (one atomic step, logged)."""
+    with _registry(registry) as reg:
+        typer.echo(f"{name} v{reg.rollback(name, reason=reason)} is production again")
+
+
+@app.command()
 def models(registry: Registry_ = None) -> None:
     """The registered models, their newest version and where production and canary point."""
     with _registry(registry) as reg:

@@ -152,3 +152,20 @@ class Registry:
         """The registered package of a version, verified on open, ready to predict."""
         v = self.version(name, number)
         return Package.open(self.store.open(v.digest))
+
+    # ------------------------------------------------------------------------------------------ releasing
+    def release(self, name: str, version: int | str, **kwargs: Any) -> Any:
+        """Gate a version against production and move the alias (see `shipml.registry.release.release`)."""
+        from shipml.registry.release import release
+
+        return release(self, name, version, **kwargs)
+
+    def promote(self, name: str, *, reason: str | None = None) -> int:
+        from shipml.registry.release import promote
+
+        return promote(self, name, reason=reason)
+
+    def rollback(self, name: str, *, reason: str | None = None) -> int:
+        from shipml.registry.release import rollback
+
+        return rollback(self, name, reason=reason)
