@@ -113,3 +113,23 @@ def test_cli_release_prints_the_gate_table(setup: tuple[Registry, Path]) -> None
     assert runner.invoke(app, ["promote", "pets", *args]).output.strip() == "pets v3 is production"
     assert runner.invoke(app, ["rollback", "pets", "--reason", "latency", *args]).output.strip() == \
         "pets v1 is production again"
+
+
+def test_first_release_freezes_the_runs_test_split(table_run: Path, tmp_path: Path) -> None:
+    """The README path: export a real run, register it, release it; the holdout is the run's test split."""
+    import shutil
+
+    from shipml.export import export_run, load_context
+    from shipml.registry.holdout import open_holdout
+
+    run = tmp_path / table_run.name
+    shutil.copytree(table_run, run)
+    export_run(run, quiet=True)
+    with Registry(tmp_path / "reg") as reg:
+        v = reg.register(run)
+        got = reg.release(v.name, v.version, measure=False)
+        assert got.alias == "production" and got.report.first_release
+        frozen = open_holdout(reg.store, reg.catalog.holdout(v.name))
+        ctx = load_context(run)
+        assert len(frozen.rows) == len(ctx.test_idx)
+        assert list(frozen.labels) == [ctx.task.classes[i] for i in ctx.y(ctx.test_idx)]
