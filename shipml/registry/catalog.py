@@ -240,8 +240,10 @@ class Catalog:
 
     def update_aliases(self, name: str, changes: Mapping[str, tuple[int, int | None] | None], *, event: str,
                        who: str | None = None, why: str | None = None,
-                       details: Mapping[str, Any] | None = None) -> None:
+                       details: Mapping[str, Any] | None = None,
+                       expect: Mapping[str, int | None] | None = None) -> None:
         """Apply alias changes (`{alias: (version, weight)}`, or `None` to remove it) and log one event.
+        `expect` ({alias: version or None}) refuses the change if an alias moved since the caller looked.
 
         All of it commits together or not at all, so promote (canary -> production, canary removed) and
         rollback are single steps that a killed process never leaves half-done. The event's details record
@@ -265,6 +267,12 @@ class Catalog:
 
         def change(conn: sa.Connection) -> None:
             model_id = self._model_id(conn, name, lock=True)
+            for alias, wanted in (expect or {}).items():  # checked under the model's lock: two racing releases
+                now = conn.execute(sa.select(aliases.c.version).where(  # cannot both move production
+                    (aliases.c.model_id == model_id) & (aliases.c.name == alias))).scalar()
+                if now != wanted:
+                    raise RegistryError(f"{alias} of {name} is v{now} now, not v{wanted} as when this {event} "
+                                        "started (another release moved it); run it again")
             record: dict[str, Any] = {}
             for alias, target in targets.items():
                 key = (aliases.c.model_id == model_id) & (aliases.c.name == alias)

@@ -99,17 +99,13 @@ def release(reg: Registry, name: str, version: int | str, *, canary: int | None 
                           f"{r.margin})" for r in failed)
         raise RegistryError(f"release of {name} v{number} blocked by {len(failed)} gate(s): {lines}. Fix the "
                             "candidate, or release anyway with --force --reason '...' (logged)")
-    now = reg.catalog.aliases(name).get("production")
-    if (None if now is None else now.version) != against:  # another release moved production meanwhile
-        raise RegistryError(f"production of {name} changed while the gates ran (v{against} -> "
-                            f"v{None if now is None else now.version}); run the release again")
     alias = "canary" if canary is not None else "production"
     changes: dict[str, tuple[int, int | None] | None] = {alias: (number, int(canary) if canary is not None else None)}
     if alias == "production" and "canary" in reg.catalog.aliases(name):
         changes["canary"] = None  # a new production ends any canary
     details: dict[str, Any] = {"gates_passed": report.passed, "against": against}
     reg.catalog.update_aliases(name, changes, event="force" if force and not report.passed else "release",
-                               why=reason, details=details)
+                               why=reason, details=details, expect={"production": against})
     return ReleaseResult(name, number, alias, changes[alias][1] if changes[alias] else None, report,
                          force and not report.passed)
 

@@ -133,3 +133,24 @@ def test_first_release_freezes_the_runs_test_split(table_run: Path, tmp_path: Pa
         ctx = load_context(run)
         assert len(frozen.rows) == len(ctx.test_idx)
         assert list(frozen.labels) == [ctx.task.classes[i] for i in ctx.y(ctx.test_idx)]
+
+
+def test_a_release_racing_another_is_refused(setup: tuple[Registry, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production moves (another release) while this release's gates run: this one is refused, nothing moves."""
+    from shipml.registry import release as release_module
+
+    reg, holdout = setup
+    with reg:
+        reg.release("pets", 1, holdout=holdout, measure=False)
+        real = release_module.run_gates
+
+        def gates_while_another_releases(*args: object, **kwargs: object) -> object:
+            report = real(*args, **kwargs)
+            reg.catalog.update_aliases("pets", {"production": (2, None)}, event="release", why="the other one")
+            return report
+
+        monkeypatch.setattr(release_module, "run_gates", gates_while_another_releases)
+        with pytest.raises(RegistryError, match="another release moved it"):
+            reg.release("pets", 3, measure=False)
+        assert reg.catalog.aliases("pets")["production"].version == 2  # the other release stands
+        assert [e.kind for e in reg.history("pets")][-1] == "gate"  # ours logged its gates, moved nothing
