@@ -351,6 +351,17 @@ class CompressConfig(_Section):
     batch_size: int = Field(32, ge=1, description="Batch size of the throughput figure.")
 
 
+class ReleaseConfig(_Section):
+    """`shipml release`: the gates a version of this run must pass against production (docs/registry.md)."""
+
+    gates: list[str] | None = Field(
+        None, description='Gates, e.g. ["f1 >= production.f1 - 0.002", "paired", "p99_ms <= 20", "signature"]; '
+        "null = the defaults (headline not worse than production by more than 0.005, the paired test, the "
+        "signature). `shipml release --gate` overrides them.")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Significance level of the paired test: a candidate "
+                         "worse than production with p below it is blocked.")
+
+
 class Config(_Section):
     """A whole shipml.yaml."""
 
@@ -363,3 +374,4 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     compress: CompressConfig = Field(default_factory=CompressConfig)
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig)

@@ -45,6 +45,13 @@ class ReleaseResult:
     forced: bool
 
 
+def _configured(pkg: Package) -> dict[str, Any]:
+    """The `release:` section of the run's resolved config recorded in the package's provenance ({} if none)."""
+    config = pkg.provenance.get("config") if isinstance(pkg.provenance, dict) else None
+    section = config.get("release") if isinstance(config, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
 def _holdout(reg: Registry, name: str, pkg: Package, given: str | os.PathLike[str] | None) -> Holdout:
     """The model's frozen holdout; at its first release: `given` (a file) or the first version's run test split."""
     digest = reg.catalog.holdout(name)
@@ -70,18 +77,21 @@ def _holdout(reg: Registry, name: str, pkg: Package, given: str | os.PathLike[st
 def release(reg: Registry, name: str, version: int | str, *, canary: int | None = None,
             gates: list[str] | None = None, holdout: str | os.PathLike[str] | None = None, force: bool = False,
             reason: str | None = None, allow_signature_change: bool = False, measure: bool = True,
-            alpha: float = 0.05) -> ReleaseResult:
+            alpha: float | None = None) -> ReleaseResult:
     """Gate `version` against production on the holdout; if it passes (or `force` with a `reason`), make it
     production, or the canary with `canary` percent of traffic. A blocked release raises a RegistryError with
-    the gate table; its report is logged as a `gate` event either way."""
+    the gate table; its report is logged as a `gate` event either way. `gates` / `alpha` default to the
+    `release:` section of the config the version's run was trained with, then to DEFAULT_GATES / 0.05."""
     name, number = check_name(name), check_version(version)
     if force and not (reason and reason.strip()):
         raise RegistryError("--force needs --reason: a forced release is logged with who, when and why")
     if canary is not None and (isinstance(canary, bool) or not 0 < int(canary) <= 100):
         raise RegistryError(f"--canary {canary!r}: give the percent of traffic for the canary, 1 to 100")
-    specs = parse_gates(gates if gates is not None else DEFAULT_GATES)
     v = reg.catalog.version(name, number)
     candidate = Package.open(reg.store.open(v.digest))
+    configured = _configured(candidate)  # the run's shipml.yaml `release:` section, as exported
+    specs = parse_gates(gates if gates is not None else configured.get("gates") or DEFAULT_GATES)
+    alpha = alpha if alpha is not None else float(configured.get("alpha") or 0.05)
     frozen = _holdout(reg, name, candidate, holdout)
     live = reg.catalog.aliases(name).get("production")
     production = prod_outputs = None

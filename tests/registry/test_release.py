@@ -154,3 +154,20 @@ def test_a_release_racing_another_is_refused(setup: tuple[Registry, Path], monke
             reg.release("pets", 3, measure=False)
         assert reg.catalog.aliases("pets")["production"].version == 2  # the other release stands
         assert [e.kind for e in reg.history("pets")][-1] == "gate"  # ours logged its gates, moved nothing
+
+
+def test_gates_come_from_the_runs_release_config(setup: tuple[Registry, Path], tmp_path: Path) -> None:
+    """`release.gates` in the run's shipml.yaml (recorded in the package's provenance) replaces the defaults;
+    --gate replaces both."""
+    reg, holdout = setup
+    strict = _package(tmp_path / "v4", 0, "strict")  # v1's network, with a config demanding an impossible floor
+    prov = json.loads((strict / "provenance.json").read_text())
+    prov["config"]["release"] = {"gates": ["accuracy >= 1.01"], "alpha": 0.01}
+    (strict / "provenance.json").write_text(json.dumps(prov))
+    write_manifest(strict)
+    with reg:
+        number = reg.register(strict).version
+        with pytest.raises(RegistryError, match=r"accuracy >= 1\.01"):
+            reg.release("pets", number, holdout=holdout, measure=False)
+        ok = reg.release("pets", number, gates=["signature"], measure=False)  # the command line wins
+        assert ok.alias == "production" and [r.name for r in ok.report.results] == ["signature"]
