@@ -22,8 +22,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TEMP_PREFIX", "atomic_dir", "atomic_write_bytes", "atomic_write_json", "bytes_sha256", "exclusive",
-           "file_sha256", "fsync_dir", "remove_stale", "temp_name"]
+__all__ = [
+    "TEMP_PREFIX",
+    "atomic_dir",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "bytes_sha256",
+    "cache_dir",
+    "exclusive",
+    "file_sha256",
+    "fsync_dir",
+    "remove_stale",
+    "temp_name",
+]
 
 TEMP_PREFIX = ".tmp-"  # every temporary file or folder shipml writes starts with this
 _CHUNK = 1 << 20
@@ -39,6 +50,12 @@ _FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 would h
 # the machine a temp name's pid belongs to: a run folder or cache shared between containers or hosts holds pids
 # of other pid namespaces, which must not be judged alive or dead by this machine's pid table
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def cache_dir() -> Path:
+    """Where shipml keeps what it derives: `$SHIPML_CACHE` if set (tests, shared caches), else ~/.cache/shipml."""
+    env = os.environ.get("SHIPML_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "shipml"
 
 
 def file_sha256(path: Path) -> str:

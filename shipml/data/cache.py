@@ -7,19 +7,12 @@ leave a half-written entry that a later run would trust.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from shipml.core.files import atomic_write_bytes, file_sha256
+from shipml.core.files import atomic_write_bytes, cache_dir, file_sha256
 from shipml.errors import DataError
 
 __all__ = ["atomic_write_bytes", "cache_dir", "cache_subdir", "file_sha256"]
-
-
-def cache_dir() -> Path:
-    """The cache root: `$SHIPML_CACHE` if set (tests, shared caches), else ~/.cache/shipml."""
-    env = os.environ.get("SHIPML_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "shipml"
 
 
 def cache_subdir(name: str) -> Path:

@@ -20,7 +20,6 @@ import torch
 import yaml
 
 from shipml._console import Reporter
-from shipml.core.files import bytes_sha256
 from shipml.core.machine import library_versions
 from shipml.data import load_dataset
 from shipml.data.dataset import Dataset
@@ -28,11 +27,12 @@ from shipml.errors import ExportError
 from shipml.evaluate import classification_metrics, regression_metrics
 from shipml.run import Run
 from shipml.runtime import FORMAT, Package, atomic_dir, write_manifest
+from shipml.runtime.format import package_digest
 from shipml.runtime.predict import decide, softmax
 from shipml.tasks.base import ClassificationTask, Task
 from shipml.training import predict_outputs
 
-__all__ = ["ExportContext", "Parity", "build_package", "load_context", "reference_outputs", "sha256_of_package"]
+__all__ = ["ExportContext", "Parity", "build_package", "load_context", "reference_outputs"]
 
 FP32_TOLERANCE = 1e-4  # max |logit difference| between an fp32 export and its PyTorch model
 
@@ -129,11 +129,6 @@ def _versions() -> dict[str, str]:
     return library_versions("torch", "onnx", "onnxruntime", "numpy", "pandas", "tokenizers", "transformers")
 
 
-def sha256_of_package(folder: Path) -> str:
-    """A package's identity: the sha256 of its MANIFEST.json (which holds the sha256 of every file)."""
-    return bytes_sha256((folder / "MANIFEST.json").read_bytes())
-
-
 def model_sha256(folder: Path) -> str:
     """The sha256 of a package's model.onnx, from its manifest: what a variant built from it depends on
     (provenance.json changes with every export, the network does not)."""
@@ -189,7 +184,7 @@ def build_package(ctx: ExportContext, dest: Path, onnx_file: Path, *, task: Task
         "run": ctx.run.id, "run_path": str(ctx.run.path.resolve()), "data_fingerprint": ctx.data.fingerprint,
         "seed": cfg.seed, "config": yaml.safe_load((ctx.run.path / "config.yaml").read_text()),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": _versions(),
-        "parent": None if parent is None else {"path": str(parent.resolve()), "sha256": sha256_of_package(parent),
+        "parent": None if parent is None else {"path": str(parent.resolve()), "sha256": package_digest(parent),
                                                "model_sha256": model_sha256(parent)},
     }
     with atomic_dir(dest) as tmp:

@@ -127,13 +127,10 @@ class Registry:
             raise RegistryError(f"cannot register {folder}: {err}") from None
         name = check_name(name) if name is not None else _default_name(pkg)
         digest = self.store.put(folder)
-        before = {v.number for v in self.catalog.versions(name)} if self._known(name) else set()
+        latest = next((m.latest for m in self.catalog.models() if m.name == name), None)
         number = self.catalog.add_version(name, digest, signature=pkg.signature, metrics=pkg.metrics,
                                           provenance=pkg.provenance, author=author, note=note)
-        return Registered(name, number, digest, number not in before)
-
-    def _known(self, name: str) -> bool:
-        return any(m.name == name for m in self.catalog.models())
+        return Registered(name, number, digest, latest is None or number > latest)  # idempotent: an old number
 
     # ------------------------------------------------------------------------------------------- reading
     def models(self) -> list[ModelInfo]:

@@ -38,9 +38,9 @@ from contextlib import nullcontext
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from shipml.core.files import atomic_write_bytes, bytes_sha256, fsync_dir, remove_stale, temp_name
+from shipml.core.files import atomic_write_bytes, bytes_sha256, cache_dir, fsync_dir, remove_stale, temp_name
 from shipml.errors import ExportError, RegistryError, ShipmlWarning
-from shipml.runtime.format import MANIFEST, verify_manifest
+from shipml.runtime.format import MANIFEST, package_digest, safe_rel, verify_manifest
 
 __all__ = ["PACKAGES", "PICKLE_SUFFIXES", "Store", "package_digest", "pickle_reason"]
 
@@ -49,11 +49,6 @@ PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib"
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 _NO_FOLDERS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"}  # mkdir there may create a bucket
-
-
-def package_digest(folder: str | os.PathLike[str]) -> str:
-    """A package's identity: the sha256 of its MANIFEST.json bytes (equal to export's `sha256_of_package`)."""
-    return bytes_sha256((Path(folder) / MANIFEST).read_bytes())
 
 
 def pickle_reason(rel: str, path: Path) -> str | None:
@@ -78,19 +73,9 @@ def pickle_reason(rel: str, path: Path) -> str | None:
     return None
 
 
-def _cache_root() -> Path:
-    """$SHIPML_CACHE (default ~/.cache/shipml), the same place as shipml.data's cache, which the registry
-    may not import (layering)."""
-    env = os.environ.get("SHIPML_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "shipml"
-
-
 def _safe_rel(rel: object) -> bool:
-    """A manifest path that stays inside the package folder (a downloaded manifest is untrusted input)."""
-    if not isinstance(rel, str) or not rel or rel == MANIFEST:
-        return False
-    p = PurePosixPath(rel)
-    return not p.is_absolute() and ".." not in p.parts and p.as_posix() == rel and "\\" not in rel
+    """A manifest entry a remote package may hold: inside the folder (the format's rule), not the manifest."""
+    return isinstance(rel, str) and rel != MANIFEST and "\\" not in rel and safe_rel(rel)
 
 
 def _copy(src: IO[bytes], dst: IO[bytes] | _Sink) -> tuple[int, str]:
@@ -150,7 +135,7 @@ class Store:
         else:
             self._local = Path(text).expanduser()
             self._base = str(self._local / PACKAGES)
-        self._cache = Path(cache).expanduser() if cache is not None else _cache_root() / "store"
+        self._cache = Path(cache).expanduser() if cache is not None else cache_dir() / "store"
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"

@@ -10,7 +10,7 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from shipml.core.files import atomic_dir, file_sha256
+from shipml.core.files import atomic_dir, bytes_sha256, file_sha256
 from shipml.errors import ExportError
 
 __all__ = [
@@ -22,8 +22,10 @@ __all__ = [
     "PROVENANCE",
     "SIGNATURE",
     "atomic_dir",
+    "package_digest",
     "package_size",
     "read_json",
+    "safe_rel",
     "verify_manifest",
     "write_manifest",
 ]
@@ -45,6 +47,11 @@ def _files(folder: Path) -> dict[str, Path]:
         if path.is_file() or path.is_symlink():
             out[path.relative_to(folder).as_posix()] = path
     return dict(sorted(out.items()))
+
+
+def package_digest(folder: Path) -> str:
+    """A package's identity: the sha256 of its MANIFEST.json, which holds the sha256 of every other file."""
+    return bytes_sha256((Path(folder) / MANIFEST).read_bytes())
 
 
 def write_manifest(folder: Path) -> dict[str, Any]:
@@ -75,7 +82,8 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return obj
 
 
-def _safe_rel(rel: str) -> bool:
+def safe_rel(rel: str) -> bool:
+    """A manifest path that stays inside the package folder (a manifest can be untrusted input)."""
     p = PurePosixPath(rel)
     return bool(rel) and not p.is_absolute() and ".." not in p.parts and p.as_posix() == rel
 
@@ -97,7 +105,7 @@ def verify_manifest(folder: Path) -> dict[str, Any]:
                           "symbolic link(s); a package holds plain files only. Copy the package with links "
                           "resolved (cp -rL) or re-export it")
     for rel, entry in listed.items():
-        if not _safe_rel(rel) or not isinstance(entry, dict):
+        if not safe_rel(rel) or not isinstance(entry, dict):
             raise ExportError(f"{folder / MANIFEST} has a bad entry {rel!r}; re-export the package")
         if rel not in present:
             raise ExportError(f"{folder}: {rel} is listed in {MANIFEST} but missing; {fix}")
