@@ -283,6 +283,45 @@ def show(name: Annotated[str, typer.Argument(help="Model name.")],
                            "provenance": v.provenance}, indent=2))
 
 
+
+@app.command()
+def serve(
+    models: Annotated[list[str], typer.Argument(help="Registered model names (production + canary), or package "
+                                                "folders (NAME=PATH to name one).")],
+    host: Annotated[str, typer.Option(help="Interface to bind; anything but loopback needs SHIPML_API_TOKEN.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes sharing the port.")] = 1,
+    max_batch_size: Annotated[int | None, typer.Option(help="Rows per network call (default 32).")] = None,
+    max_wait_ms: Annotated[float | None, typer.Option(help="How long a batch waits for more requests "
+                                                      "(default 2).")] = None,
+    max_queue: Annotated[int | None, typer.Option(help="Queued requests per version before 503 (default 256).")]
+    = None,
+    deadline_ms: Annotated[float | None, typer.Option(help="A request not started by then gets 504 (default "
+                                                      "10000).")] = None,
+    sessions: Annotated[int | None, typer.Option(help="onnxruntime sessions per version (default 1).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads per session (default: cores / "
+                                                "sessions).")] = None,
+    poll_s: Annotated[float | None, typer.Option(help="Seconds between reads of the registry's aliases "
+                                                 "(default 5; 0: only /admin/reload).")] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help="Larger request bodies get 413 (default 8 MiB).")]
+    = None,
+    graceful_s: Annotated[float | None, typer.Option(help="On SIGTERM, how long queued and running requests may "
+                                                     "take to finish (default 30).")] = None,
+    registry: Registry_ = None,
+) -> None:
+    """Serve models over HTTP: OIP v2 + /v1/models/{name}/predict, dynamic batching, hot swap, canary."""
+    from shipml.serve import ServeSettings
+    from shipml.serve.server import serve as run_server
+
+    settings = ServeSettings.from_env(models=models, host=host, port=port, workers=workers,
+                                      max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                                      deadline_ms=deadline_ms, sessions=sessions, threads=threads, poll_s=poll_s,
+                                      max_body_bytes=max_body_bytes, graceful_s=graceful_s,
+                                      registry=str(registry) if registry else None)
+    run_server(settings)
+
+
 datasets_app = typer.Typer(help="Public data sets, fetched with integrity checks.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 
@@ -327,6 +366,11 @@ def tasks() -> None:
         typer.echo(f"{name:24s} {cls.kind:15s} {cls.data_kind:7s} {(cls.__doc__ or '').strip().splitlines()[0]}")
 
 
+# optional dependencies -> the extra that installs them (pyproject.toml)
+_EXTRAS = {"torch": "train", "accelerate": "train", "safetensors": "train", "onnx": "train", "transformers": "text",
+           "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "psycopg": "postgres", "s3fs": "s3"}
+
+
 def main() -> None:
     """Entry point: user errors print one clear message (no traceback) and exit 2."""
     try:
@@ -336,6 +380,13 @@ def main() -> None:
     except ShipmlError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         sys.exit(2)
+    except ModuleNotFoundError as err:
+        extra = _EXTRAS.get((err.name or "").split(".")[0])
+        if extra is None:
+            raise
+        typer.secho(f"error: this command needs {err.name}, which the base install leaves out: pip install "
+                    f"'shipml[{extra}]'", err=True, fg=typer.colors.RED)
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         sys.exit(130)
@@ -343,10 +394,8 @@ def main() -> None:
         sys.exit(e.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as err:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(err, click.ClickException):
+    except Exception as err:  # click usage errors arrive here in standalone_mode=False (typer may vendor click)
+        if callable(getattr(err, "show", None)) and isinstance(getattr(err, "exit_code", None), int):
             err.show()
             sys.exit(err.exit_code)
         raise

@@ -23,7 +23,18 @@ from shipml.core.images import iter_files
 from shipml.core.tables import read_table, table_format
 from shipml.errors import DataError
 
-__all__ = ["existing", "file_texts", "frame_rows", "image_items", "text_items", "walk"]
+__all__ = ["EncodedImages", "RawEmails", "existing", "file_texts", "frame_rows", "image_items", "message_texts",
+           "text_items", "walk"]
+
+
+class EncodedImages(list):  # type: ignore[type-arg]
+    """Image files' bytes (PNG, JPEG, ...) as a client sends them: decoded like image files, never read as paths.
+    A server wraps what it received in this (or RawEmails, or passes row dicts / plain text lists), so no string
+    from a request can ever be taken for a server-side file path."""
+
+
+class RawEmails(list):  # type: ignore[type-arg]
+    """Raw RFC 822 messages as bytes: parsed to text exactly as email files are (the package's email settings)."""
 
 
 def existing(raw: str | Path, what: str) -> Path:
@@ -58,6 +69,8 @@ def text_items(raw: Any, column: str, what: str) -> list[str] | list[Path]:
     """The texts, or the files to read them from: a list of Path objects is files, a list of row dicts or a
     frame or a table file gives its `column`, a list of strings is texts (None/NaN -> ""), any other file
     or folder is files."""
+    if isinstance(raw, RawEmails):
+        return raw  # bytes: parsed by `message_texts`
     if isinstance(raw, (list, tuple)) and raw and all(isinstance(r, dict) for r in raw):
         raw = frame_rows(raw, what)  # row dicts (a JSON request body): the text column of each
     elif isinstance(raw, (list, tuple)):
@@ -83,26 +96,32 @@ def text_items(raw: Any, column: str, what: str) -> list[str] | list[Path]:
     return ["" if pd.isna(t) else str(t) for t in raw[column]]
 
 
+def message_texts(messages: list[bytes], email: dict[str, Any] | None) -> list[str]:
+    """Each message's text: a raw email parsed as in training when `email` settings are given, else UTF-8."""
+    from shipml.core.email import MAX_MESSAGE_BYTES, message_text
+
+    if email is None:
+        return [m.decode("utf-8", errors="replace") for m in messages]
+    return [message_text(m[:MAX_MESSAGE_BYTES], headers=email["headers"], body=email["body"],
+                         max_chars=email["max_chars"]) for m in messages]
+
+
 def file_texts(files: list[Path], email: dict[str, Any] | None) -> list[str]:
     """Each file's text: a raw email parsed as in training when `email` settings are given, else UTF-8."""
-    from shipml.core.email import message_text
-
     texts = []
     for path in files:
         try:
-            if email is None:
-                texts.append(path.read_bytes().decode("utf-8", errors="replace"))
-            else:
-                texts.append(message_text(read_message(path), headers=email["headers"], body=email["body"],
-                                          max_chars=email["max_chars"]))
+            texts.extend(message_texts([path.read_bytes() if email is None else read_message(path)], email))
         except OSError as err:
             raise DataError(f"cannot read {path}: {err.strerror or err}") from None
     return texts
 
 
 def image_items(raw: Any, check: Callable[[np.ndarray, str], np.ndarray], what: str,
-                suffixes: tuple[str, ...]) -> np.ndarray | list[Path]:
-    """An array of pixels (checked by `check`), or the image files to decode."""
+                suffixes: tuple[str, ...]) -> np.ndarray | list[Path] | EncodedImages:
+    """An array of pixels (checked by `check`), or the image files (paths, or EncodedImages' bytes) to decode."""
+    if isinstance(raw, EncodedImages):
+        return raw
     if isinstance(raw, np.ndarray):
         return check(raw, "the array")
     if isinstance(raw, (list, tuple)) and all(isinstance(p, (str, Path)) for p in raw):

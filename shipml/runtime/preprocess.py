@@ -11,6 +11,7 @@ is refused with the field named, instead of predicting from NaN.
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,15 @@ from PIL import Image
 from shipml.core.images import IMAGE_SUFFIXES, to_array
 from shipml.core.values import category_text, finite_numbers
 from shipml.errors import DataError, ExportError
-from shipml.runtime.inputs import file_texts, frame_rows, image_items, text_items
+from shipml.runtime.inputs import (
+    EncodedImages,
+    RawEmails,
+    file_texts,
+    frame_rows,
+    image_items,
+    message_texts,
+    text_items,
+)
 
 __all__ = ["PREPROCESSORS", "Prepared", "Preprocessor", "make_preprocessor", "table_arrays", "token_rows", "truncate"]
 
@@ -134,8 +143,8 @@ class ImagePreprocessor(Preprocessor):
                             f"{arr.shape}; give images of that size, or image files (they are resized)")
         return pixels
 
-    def _items(self, raw: Any) -> np.ndarray | list[Path]:
-        """An array of pixels, or the image files to decode."""
+    def _items(self, raw: Any) -> np.ndarray | list[Path] | EncodedImages:
+        """An array of pixels, or the image files (or a client's encoded images) to decode."""
         return image_items(raw, self._pixels, self.what, IMAGE_SUFFIXES)
 
     def prepare(self, raw: Any) -> Prepared:
@@ -146,13 +155,14 @@ class ImagePreprocessor(Preprocessor):
             (h, w), c = self.size, self.channels
             return Prepared({"pixels": np.zeros((0, h, w, c), dtype=np.uint8)}, sources=[])
         arrays, sources, skipped = [], [], []
-        for path in got:
+        for i, item in enumerate(got):
+            name = f"image {i}" if isinstance(item, bytes) else str(item)
             try:
-                with Image.open(path) as im:
+                with Image.open(io.BytesIO(item) if isinstance(item, bytes) else item) as im:
                     arrays.append(to_array(im, self.size, self.channels)[0])
-                sources.append(str(path))
+                sources.append(name)
             except Exception as err:  # PIL raises many exception types on bad input; all mean "skip this one"
-                skipped.append((str(path), f"not a readable image ({str(err) or type(err).__name__})"))
+                skipped.append((name, f"not a readable image ({str(err) or type(err).__name__})"))
         if not arrays:
             raise DataError(f"none of the {len(got)} images could be read (first: {skipped[0][0]}: {skipped[0][1]})")
         return Prepared({"pixels": np.stack(arrays)}, sources=sources, skipped=skipped)
@@ -293,13 +303,16 @@ class TextPreprocessor(Preprocessor):
             self._tokenizer = tok
         return self._tokenizer
 
-    def _items(self, raw: Any) -> list[str] | list[Path]:
+    def _items(self, raw: Any) -> list[str] | list[Path] | RawEmails:
         return text_items(raw, self.prep["text_column"], self.what)
 
     def prepare(self, raw: Any) -> Prepared:
         items = self._items(raw)
         files = bool(items) and isinstance(items[0], Path)
-        texts = file_texts(items, self.prep.get("email")) if files else items  # type: ignore[arg-type]
+        if isinstance(items, RawEmails):
+            texts = message_texts(list(items), self.prep.get("email"))
+        else:
+            texts = file_texts(items, self.prep.get("email")) if files else items  # type: ignore[arg-type]
         ids, lengths = token_rows(texts, self.tokenizer, self.prep["special_ids"], int(self.prep["max_length"]),
                                   self.prep["truncation"])
         sources = [str(f) for f in items] if files else None
