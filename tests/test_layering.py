@@ -4,6 +4,7 @@
     errors, core  <-  config  <-  data  <-  tasks (+ runtime)  <-  training, evaluate  <-  scorecard
         <-  run  <-  export  <-  compress  <-  quickstart, scaffold  <-  cli
     errors, config, core, data, runtime, evaluate  <-  registry  (torch-free: a server reads the catalog and store)
+    errors, core, runtime, registry  <-  serve  (torch-free: `pip install shipml[serve]` has no torch)
 
 registry may import data (torch-free; its pydantic already comes with config): a model's holdout is its first
 run's test split, loaded exactly as export's parity check loads it (registry/holdout.py). It may import evaluate
@@ -41,13 +42,14 @@ ALLOWED: dict[str, set[str]] = {
         "_console"
     },
     "registry": {"errors", "config", "core", "data", "runtime", "evaluate"},
+    "serve": {"errors", "core", "runtime", "registry", "__init__"},
     "quickstart": {"errors", "config", "core", "run", "export", "compress", "runtime", "_console"},
     "scaffold": {"errors", "config", "core", "data", "tasks"},
     "cli": {"*"},
     "__init__": {"errors", "config", "run", "tasks"},
 }
 # rooms that must never import torch (they run where torch is not installed, or need not be)
-NO_TORCH = {"errors", "config", "data", "evaluate", "_console", "runtime", "core", "registry"}
+NO_TORCH = {"errors", "config", "data", "evaluate", "_console", "runtime", "core", "registry", "serve"}
 # rooms a predict-only install runs: no pydantic (config), no data room either
 NO_PYDANTIC = {"errors", "core", "runtime"}
 

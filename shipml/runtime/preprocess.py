@@ -162,7 +162,8 @@ class ImagePreprocessor(Preprocessor):
                     arrays.append(to_array(im, self.size, self.channels)[0])
                 sources.append(name)
             except Exception as err:  # PIL raises many exception types on bad input; all mean "skip this one"
-                skipped.append((name, f"not a readable image ({str(err) or type(err).__name__})"))
+                why = type(err).__name__ if isinstance(item, bytes) else (str(err) or type(err).__name__)
+                skipped.append((name, f"not a readable image ({why})"))  # bytes: PIL's message shows a BytesIO repr
         if not arrays:
             raise DataError(f"none of the {len(got)} images could be read (first: {skipped[0][0]}: {skipped[0][1]})")
         return Prepared({"pixels": np.stack(arrays)}, sources=sources, skipped=skipped)

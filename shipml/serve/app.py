@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import shipml
 from shipml.errors import ServeError
@@ -188,6 +189,11 @@ def create_app(settings: ServeSettings, sources: list[Source] | None = None) -> 
         if request.url.path.startswith("/v2"):
             return JSONResponse({"error": f"invalid request: {problems}"}, 400)  # the protocol's error object
         return JSONResponse({"detail": f"invalid request: {problems}"}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        key = "error" if request.url.path.startswith("/v2") else "detail"  # OIP routes: the protocol's error object
+        return JSONResponse({key: str(err.detail)}, err.status_code, headers=getattr(err, "headers", None))
 
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # added last: outermost, before anything reads

@@ -250,15 +250,16 @@ class ModelSet:
             new[alias] = loaded if loaded is not None else current
             if loaded is None:
                 changes[alias] = {"version": want.version, "error": slot.errors.get(want.digest)}
-        before = {v for v in (slot.production, slot.canary) if v is not None}
+        was = {"production": slot.production, "canary": slot.canary}
+        before = {v for v in was.values() if v is not None}
         canary_want = wanted.get("canary")
-        slot.production, slot.canary = new["production"], new["canary"]
+        slot.production, slot.canary = new["production"], new["canary"]  # the switch: one step on the loop
         slot.weight = int(canary_want.weight or 0) if canary_want and slot.canary is not None else 0
         after = {v for v in (slot.production, slot.canary) if v is not None}
         for alias in ("production", "canary"):
             v = getattr(slot, alias)
-            if alias not in changes and v is not None and v not in before:
-                changes[alias] = {"version": v.version}
+            if alias not in changes and v is not was[alias]:
+                changes[alias] = {"version": v.version} if v is not None else None
         for old in before - after:
             old.retired = True
             asyncio.get_running_loop().create_task(self._retire(old))

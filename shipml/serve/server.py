@@ -5,8 +5,11 @@ then exits."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 from shipml.serve.settings import ENV_SETTINGS, ServeSettings
@@ -28,6 +31,17 @@ def serve(settings: ServeSettings) -> None:
         app = create_app(settings)
 
         class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                """As uvicorn's, without re-raising the signal after the drain: a drained server exits 0."""
+                sigs = (signal.SIGINT, signal.SIGTERM)
+                before = {sig: signal.signal(sig, self.handle_exit) for sig in sigs}
+                try:
+                    yield
+                finally:
+                    for sig, handler in before.items():
+                        signal.signal(sig, handler)
+
             def handle_exit(self, sig: int, frame: Any) -> None:
                 st = getattr(app.state, "shipml", None)
                 if st is not None:

@@ -112,11 +112,11 @@ class Server:
 
 @contextlib.contextmanager
 def serving(args: list[str], tmp: Path, *, env: dict[str, str] | None = None, ready: bool = True,
-            python: list[str] | None = None) -> Iterator[Server]:
+            launcher: list[str] | None = None) -> Iterator[Server]:
     """A real `shipml serve` process on a free loopback port, up (and ready) before the test goes on."""
     port = free_port()
     log = tmp / f"server-{port}.log"
-    cmd = [*(python or [sys.executable]), "-m", "shipml.cli", "serve", *args, "--port", str(port)]
+    cmd = [*(launcher or [sys.executable, "-m", "shipml.cli"]), "serve", *args, "--port", str(port)]
     full_env = {**os.environ, **(env or {})}
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)

@@ -1,0 +1,68 @@
+"""Limits on a real server with a slow model: a full queue answers 503 with Retry-After at once, a request
+whose deadline passes before its batch starts answers 504 and is never run, and SIGTERM drains: the server
+reports not ready, finishes queued and running requests, and exits 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from conftest import serving
+
+ROW = {"x": 1.0, "y": 2.0, "colour": "red"}
+
+
+def _flood(server, n: int, rows: int = 32) -> list[tuple[int, dict, float]]:
+    def one(_: int) -> tuple[int, dict, float]:
+        t = time.perf_counter()
+        status, headers, _ = server.call("POST", "/v1/models/slow/predict", {"inputs": [ROW] * rows})
+        return status, headers, time.perf_counter() - t
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def _batch_calls(server) -> float:
+    text = server.call("GET", "/metrics")[2]
+    return float(next((line.split()[-1] for line in text.splitlines()
+                       if line.startswith('shipml_batch_rows_count{model="slow"')), 0))
+
+
+def test_a_full_queue_answers_503_fast(packages: dict[str, Path], tmp_path: Path) -> None:
+    with serving([f"slow={packages['slow']}", "--max-queue", "2", "--max-batch-size", "32"], tmp_path) as server:
+        results = _flood(server, 16)
+    codes = [s for s, _, _ in results]
+    assert set(codes) == {200, 503} and codes.count(503) >= 8, codes
+    refused = [(h, t) for s, h, t in results if s == 503]
+    assert all(h.get("retry-after") == "1" for h, _ in refused)
+    slowest_ok = max(t for s, _, t in results if s == 200)
+    assert max(t for _, t in refused) < slowest_ok  # refused at once, not after waiting
+
+
+def test_a_request_past_its_deadline_is_never_run(packages: dict[str, Path], tmp_path: Path) -> None:
+    with serving([f"slow={packages['slow']}", "--deadline-ms", "150", "--max-batch-size", "32", "--max-wait-ms", "0"],
+                 tmp_path) as server:
+        before = _batch_calls(server)
+        results = _flood(server, 12)
+        time.sleep(0.5)  # anything still queued would have run by now
+        after = _batch_calls(server)
+    codes = [s for s, _, _ in results]
+    assert 504 in codes and 200 in codes, codes
+    assert after - before == codes.count(200)  # one call per answered request (32 rows each): the 504s never ran
+
+
+def test_sigterm_drains_queued_and_running_requests(packages: dict[str, Path], tmp_path: Path) -> None:
+    with serving([f"slow={packages['slow']}", "--max-batch-size", "32"], tmp_path) as server:
+        results: list[tuple[int, dict, float]] = []
+        worker = threading.Thread(target=lambda: results.extend(_flood(server, 8)))
+        worker.start()
+        time.sleep(0.3)  # the requests are in: queued or running
+        server.proc.send_signal(signal.SIGTERM)
+        worker.join(60)
+        code = server.proc.wait(30)
+    assert [s for s, _, _ in results] == [200] * 8, results
+    assert code == 0, server.output()
+    assert "Waiting for" in server.output() or "Shutting down" in server.output()
