@@ -10,11 +10,10 @@ digest names the whole package, and equal packages are stored once. The catalog 
   is simply absent, on every backend.
 - **Local folder** (default; `file://` is the same): written to a `temp_name` folder beside the final name,
   every file fsynced, then one rename; a killed writer's temp folder is removed by the next put.
-- **Object stores** (other fsspec URLs: `s3://bucket/prefix`, `memory://...`) have no rename: files go
-  straight under `packages/<digest>/`, MANIFEST.json last as the commit. A killed put leaves files without
-  a manifest: absent to every reader, overwritten by the next put of that digest (the prefix is named by
-  its content, so they are nobody else's). Nothing is deleted after a failed put: a second writer of the
-  same digest may have completed it meanwhile.
+- **Object stores** (other fsspec URLs: `s3://bucket/prefix`, `memory://...`; the backend is in
+  store_remote.py) have no rename: files go straight under `packages/<digest>/`, MANIFEST.json last as the
+  commit. A killed put leaves files without a manifest: absent to every reader, overwritten by the next put
+  of that digest.
 - **Verification**: put refuses what the runtime refuses (`runtime.format.verify_manifest`: a missing, extra
   or changed file, a symbolic link) and any pickle (loading one runs code), and hashes every byte as it
   copies, so what is stored is what was checked. `open` verifies every time: a flipped byte is a
@@ -32,15 +31,16 @@ import json
 import os
 import re
 import shutil
-import warnings
 import zipfile
-from contextlib import nullcontext
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from shipml.core.files import atomic_write_bytes, bytes_sha256, cache_dir, fsync_dir, remove_stale, temp_name
-from shipml.errors import ExportError, RegistryError, ShipmlWarning
+from shipml.errors import ExportError, RegistryError
 from shipml.runtime.format import MANIFEST, package_digest, safe_rel, verify_manifest
+
+if TYPE_CHECKING:
+    from shipml.registry.store_remote import Remote, _Sink
 
 __all__ = ["PACKAGES", "PICKLE_SUFFIXES", "Store", "package_digest", "pickle_reason"]
 
@@ -48,7 +48,6 @@ PACKAGES = "packages"
 PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib"})
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
-_NO_FOLDERS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"}  # mkdir there may create a bucket
 
 
 def pickle_reason(rel: str, path: Path) -> str | None:
@@ -97,22 +96,6 @@ def _why(err: OSError) -> str:
     return f"{err.strerror or err}{where}"
 
 
-def _filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:
-    """The fsspec filesystem and path of a store URL; a missing backend names the package to install."""
-    protocol = url.split("://", 1)[0]
-    try:
-        import fsspec
-
-        return fsspec.core.url_to_fs(url, **options)
-    except ImportError as err:
-        fix = ("pip install 'shipml[s3]'" if protocol in ("s3", "s3a")
-               else f"install the fsspec backend for {protocol}:// (fsspec's list of known implementations)")
-        raise RegistryError(f"the store {url} needs a package that is not installed ({err}); {fix}") from None
-    except ValueError as err:
-        raise RegistryError(f"the store {url} is not a usable URL ({err}); give a local folder or an fsspec "
-                            "URL such as s3://bucket/prefix") from None
-
-
 class Store:
     """Packages by content digest, in a local folder (default) or under an fsspec URL (`s3://bucket/prefix`).
 
@@ -127,11 +110,14 @@ class Store:
         self.url = text
         self._fs: Any = None
         self._local: Path | None = None
+        self._remote: Remote | None = None
         if text.startswith("file://"):
             text = text[len("file://"):]  # a local folder: it gets the real rename
         if "://" in text or "::" in text:
-            self._fs, path = _filesystem(text, dict(storage_options or {}))
-            self._base = f"{path.rstrip('/')}/{PACKAGES}"
+            from shipml.registry.store_remote import Remote
+
+            self._remote = Remote(self, text, dict(storage_options or {}))
+            self._fs, self._base = self._remote.fs, self._remote.base
         else:
             self._local = Path(text).expanduser()
             self._base = str(self._local / PACKAGES)
@@ -139,6 +125,12 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
+
+    @property
+    def _backend(self) -> Remote:
+        """The object-store backend (store_remote.py), where the store is an fsspec URL."""
+        assert self._remote is not None, "a local store has no object-store backend"
+        return self._remote
 
     # ------------------------------------------------------------------------------------------- reading
     def has(self, digest: str) -> bool:
@@ -148,8 +140,7 @@ class Store:
         try:
             if self._local is not None:
                 return (self._local / PACKAGES / digest / MANIFEST).is_file()
-            self._fs.invalidate_cache(self._base)
-            return bool(self._fs.exists(f"{self._base}/{digest}/{MANIFEST}"))
+            return self._backend.has(digest)
         except OSError as err:
             raise RegistryError(f"cannot read the store {self.url} ({_why(err)}); check that it is reachable "
                                 "and the credentials may read it") from None
@@ -162,12 +153,10 @@ class Store:
                 if not folder.is_dir():
                     return []
                 return sorted(p.name for p in folder.iterdir() if _DIGEST.match(p.name) and (p / MANIFEST).is_file())
-            self._fs.invalidate_cache(self._base)
-            found = self._fs.glob(f"{self._base}/*/{MANIFEST}")
+            return self._backend.digests()
         except OSError as err:
             raise RegistryError(f"cannot list the store {self.url} ({_why(err)}); check that it is reachable "
                                 "and the credentials may read it") from None
-        return sorted({n for n in map(_name, found) if n})
 
     def open(self, digest: str) -> Path:
         """A verified local folder holding the package, to run from. Verified on every call: a changed,
@@ -179,23 +168,7 @@ class Store:
                 raise self._absent(digest)
             self._verify(folder, digest)
             return folder
-        folder = self._cache / digest
-        if (folder / MANIFEST).is_file():
-            try:
-                self._verify(folder, digest)
-                return folder
-            except RegistryError as err:  # the cached copy was changed: the store's copy is the truth
-                warnings.warn(f"{err} — downloading it again", ShipmlWarning, stacklevel=2)
-                aside = folder.parent / temp_name(f"{digest[:12]}-damaged")
-                os.rename(folder, aside)
-                shutil.rmtree(aside, ignore_errors=True)
-        try:
-            self._download(digest, folder)
-        except OSError as err:
-            raise RegistryError(f"cannot read package {digest} from the store {self.url} ({_why(err)}); check "
-                                "that it is reachable and the credentials may read it") from None
-        self._verify(folder, digest)
-        return folder
+        return self._backend.open(digest)  # a verified copy in the cache
 
     # ------------------------------------------------------------------------------------------- writing
     def put(self, package: str | os.PathLike[str]) -> str:
@@ -211,7 +184,7 @@ class Store:
             if self._local is not None:
                 self._put_local(folder, files, manifest_bytes, digest)
             else:
-                self._put_remote(folder, files, manifest_bytes, digest)
+                self._backend.put(folder, files, manifest_bytes, digest)
         except OSError as err:
             raise RegistryError(f"cannot store {folder} in {self.url}: {_why(err)}; the store root must be a "
                                 "writable folder (or a bucket the credentials may write to)") from None
@@ -253,7 +226,7 @@ class Store:
             if self._local is not None:
                 self._verify(self._local / PACKAGES / digest, digest)
             else:
-                self._verify_remote(digest)
+                self._backend.verify(digest)
             return True
         except RegistryError:
             return False
@@ -291,27 +264,11 @@ class Store:
             raise
         fsync_dir(packages)
 
-    def _put_remote(self, folder: Path, files: dict[str, dict[str, Any]], manifest_bytes: bytes,
-                    digest: str) -> None:
-        fs, base = self._fs, f"{self._base}/{digest}"
-        if fs.exists(f"{base}/{MANIFEST}"):  # a damaged copy: absent while it is rewritten
-            fs.rm_file(f"{base}/{MANIFEST}")
-        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-        for rel, entry in files.items():
-            if not protocols & _NO_FOLDERS:
-                fs.makedirs(PurePosixPath(f"{base}/{rel}").parent.as_posix(), exist_ok=True)
-            with open(folder / rel, "rb") as src, fs.open(f"{base}/{rel}", "wb") as dst:
-                if not _matches(_copy(src, dst), entry):
-                    raise _changed(folder, rel)
-        with fs.open(f"{base}/{MANIFEST}", "wb") as dst:  # the commit: written last
-            dst.write(manifest_bytes)
-        fs.invalidate_cache(self._base)
-
     # ----------------------------------------------------------- small files beside the packages (holdouts)
     def _under(self, area: str, name: str, rel: str = "") -> str:
         if area == PACKAGES or not _DIGEST.match(name) or (rel and not _safe_rel(rel)):
             raise RegistryError(f"{area}/{name}/{rel} is not a place for files in the store {self.url}")
-        base = str(self._local / area) if self._local is not None else f"{self._base.rsplit('/', 1)[0]}/{area}"
+        base = str(self._local / area) if self._local is not None else self._backend.area(area)
         return f"{base}/{name}" + (f"/{rel}" if rel else "")
 
     def put_files(self, area: str, name: str, files: dict[str, bytes], commit: str) -> None:
@@ -320,12 +277,10 @@ class Store:
         files, then `commit`, so a reader that looks for `commit` never sees a partial unit."""
         final = self._under(area, name)
         try:
-            if self._local is None:
-                if self._fs.exists(f"{final}/{commit}"):
-                    self._fs.rm_file(f"{final}/{commit}")
-                for rel in [r for r in files if r != commit] + [commit]:
-                    self._fs.pipe_file(self._under(area, name, rel), files[rel])
-                self._fs.invalidate_cache(final)
+            if self._remote is not None:
+                for rel in files:
+                    self._under(area, name, rel)  # every name checked before anything is written
+                self._remote.put_files(final, files, commit)
                 return
             parent = Path(final).parent
             parent.mkdir(parents=True, exist_ok=True)
@@ -357,8 +312,7 @@ class Store:
         try:
             if self._local is not None:
                 return Path(path).read_bytes()
-            self._fs.invalidate_cache(path.rsplit("/", 1)[0])
-            return bytes(self._fs.cat_file(path))
+            return self._backend.read_file(path)
         except FileNotFoundError:
             return None
         except OSError as err:
@@ -372,67 +326,9 @@ class Store:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(Path(path), data)
             else:
-                self._fs.pipe_file(path, data)
+                self._backend.write_file(path, data)
         except OSError as err:
             raise RegistryError(f"cannot write {area}/{name}/{rel} in the store {self.url}: {_why(err)}") from None
-
-    # --------------------------------------------------------------------------------------- remote reads
-    def _remote_manifest(self, digest: str) -> tuple[bytes, dict[str, dict[str, Any]]]:
-        """A stored manifest, checked against its digest and for paths that would leave the package folder."""
-        try:
-            data = self._fs.cat_file(f"{self._base}/{digest}/{MANIFEST}")
-        except FileNotFoundError:
-            raise self._absent(digest) from None
-        if bytes_sha256(data) != digest:
-            raise self._damaged(digest, f"its {MANIFEST} does not hash to the digest")
-        try:
-            files = json.loads(data)["files"]
-            assert isinstance(files, dict) and all(_safe_rel(r) and isinstance(e, dict) for r, e in files.items())
-        except (ValueError, KeyError, TypeError, AssertionError):
-            raise self._damaged(digest, f"its {MANIFEST} is not a package manifest") from None
-        return data, files
-
-    def _fetch(self, digest: str, files: dict[str, dict[str, Any]], into: Path | None) -> None:
-        """Read every stored file of a remote package, hashing it against its manifest entry; written under
-        `into` when given (a download), else only hashed (put's check that a stored copy is intact)."""
-        for rel, entry in files.items():
-            if into is not None:
-                (into / rel).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with self._fs.open(f"{self._base}/{digest}/{rel}", "rb") as src, \
-                        (open(into / rel, "wb") if into is not None else nullcontext(_Sink())) as dst:
-                    got = _copy(src, dst)
-            except FileNotFoundError:
-                raise self._damaged(digest, f"{rel} is missing") from None
-            if not _matches(got, entry):
-                raise self._damaged(digest, f"{rel} does not match its sha256 in {MANIFEST}")
-
-    def _verify_remote(self, digest: str) -> None:
-        self._fetch(digest, self._remote_manifest(digest)[1], None)
-
-    def _download(self, digest: str, folder: Path) -> None:
-        """Fetch a remote package into the cache: to a temp folder, each file hashed, then one rename."""
-        try:
-            self._cache.mkdir(parents=True, exist_ok=True)
-            remove_stale(self._cache)
-        except OSError as err:
-            raise RegistryError(f"cannot create the store cache {self._cache} ({_why(err)}); set SHIPML_CACHE to "
-                                "a writable folder") from None
-        data, files = self._remote_manifest(digest)
-        tmp = self._cache / temp_name(digest[:12])
-        tmp.mkdir()
-        try:
-            self._fetch(digest, files, tmp)
-            (tmp / MANIFEST).write_bytes(data)
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if not (folder / MANIFEST).is_file():  # not another process caching it first
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     # ---------------------------------------------------------------------------------------------- errors
     def _verify(self, folder: Path, digest: str) -> None:
@@ -454,19 +350,6 @@ class Store:
     def _damaged(self, digest: str, why: str) -> RegistryError:
         return RegistryError(f"package {digest} in the store {self.url} is damaged: {why}. Put the package again "
                              "from its source (Store.put repairs it); until then it cannot be opened")
-
-
-class _Sink:
-    """A write target that keeps nothing: hashing a remote file without storing it."""
-
-    def write(self, data: bytes) -> int:
-        return len(data)
-
-
-def _name(path: str) -> str | None:
-    """The digest folder of a `.../packages/<digest>/MANIFEST.json` path, if it is a digest."""
-    name = PurePosixPath(path).parent.name
-    return name if _DIGEST.match(name) else None
 
 
 def _changed(folder: Path, rel: str) -> RegistryError:
