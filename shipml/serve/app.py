@@ -216,6 +216,7 @@ async def _poll(st: State) -> None:
 
 def app_from_env() -> FastAPI:
     """For `--workers N`: each worker process builds its app from the settings in $SHIPML_SERVE_SETTINGS."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     text = os.environ.get(ENV_SETTINGS)
     if not text:
         raise ServeError(f"{ENV_SETTINGS} is not set; start the server with `shipml serve`")

@@ -1,13 +1,18 @@
-"""Prometheus metrics of one server process (prometheus-client, its own registry per app so tests and several
-apps in one process do not collide): requests, errors, latency, queue depth, batch sizes, per model and
-version. Queue depth and in-flight counts are read from the batchers when /metrics is scraped."""
+"""Prometheus metrics (prometheus-client, a registry per app so tests and several apps in one process do not
+collide): requests, errors, latency, queue depth, batch sizes, per model and version. Queue depth and in-flight
+counts are read from the batchers when /metrics is scraped.
+
+With `--workers N` the server sets PROMETHEUS_MULTIPROC_DIR before the workers start: counters and histograms
+then live in files shared by the workers and /metrics answers the sum over all of them, whichever worker the
+scrape lands on; the live gauges are the answering worker's, labelled with its pid."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -24,12 +29,12 @@ class _Live(Collector):
         self.versions = versions
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        queue = GaugeMetricFamily("shipml_queue_depth", "requests waiting for a batch", labels=["model", "version"])
-        busy = GaugeMetricFamily("shipml_busy_sessions", "sessions running a batch now", labels=["model", "version"])
-        inflight = GaugeMetricFamily("shipml_inflight_requests", "requests being handled",
-                                     labels=["model", "version"])
+        names = ["model", "version", "pid"]
+        queue = GaugeMetricFamily("shipml_queue_depth", "requests waiting for a batch", labels=names)
+        busy = GaugeMetricFamily("shipml_busy_sessions", "sessions running a batch now", labels=names)
+        inflight = GaugeMetricFamily("shipml_inflight_requests", "requests being handled", labels=names)
         for v in self.versions():
-            labels = [v.name, str(v.version)]
+            labels = [v.name, str(v.version), str(os.getpid())]
             queue.add_metric(labels, len(v.batcher.queue))
             busy.add_metric(labels, v.batcher.busy)
             inflight.add_metric(labels, v.inflight)
@@ -52,7 +57,8 @@ class ServerMetrics:
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.load_failures = Counter("shipml_load_failures", "versions that failed to load or warm up", ["model"],
                                      registry=r)
-        r.register(_Live(versions))
+        self.live = _Live(versions)
+        r.register(self.live)
 
     def batch(self, model: str, version: int, stats: Any) -> None:
         labels = (model, str(version))
@@ -66,4 +72,9 @@ class ServerMetrics:
         self.latency.labels(model, v, route).observe(seconds)
 
     def text(self) -> bytes:
-        return generate_latest(self.registry)
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()  # every worker's counters and histograms, from the shared files
+        multiprocess.MultiProcessCollector(merged)
+        merged.register(self.live)
+        return generate_latest(merged)

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import signal
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,4 +52,7 @@ def serve(settings: ServeSettings) -> None:
         Server(uvicorn.Config(app, **common)).run()
         return
     os.environ[ENV_SETTINGS] = settings.to_json()
-    uvicorn.run("shipml.serve.app:app_from_env", factory=True, workers=settings.workers, **common)
+    with tempfile.TemporaryDirectory(prefix="shipml-metrics-") as shared:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared  # the workers' metrics, summed at every scrape
+        uvicorn.run("shipml.serve.app:app_from_env", factory=True, workers=settings.workers, **common)
+

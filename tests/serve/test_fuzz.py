@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from conftest import TOKEN, Server, serving
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+from servers import TOKEN, Server, serving
 
 
 @pytest.fixture(scope="module")

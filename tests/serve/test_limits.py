@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conftest import serving
+from servers import serving
 
 ROW = {"x": 1.0, "y": 2.0, "colour": "red"}
 

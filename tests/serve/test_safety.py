@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN, serving
+from servers import TOKEN, serving
 
 from shipml.errors import ServeError
 from shipml.serve import ServeSettings

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import POISON, TOKEN, Server, serving
 from PIL import Image
+from servers import POISON, TOKEN, Server, serving
 
 from shipml.runtime import Package
 

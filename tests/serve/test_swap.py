@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TOKEN, Server, serving
+from servers import TOKEN, Server, serving
 from test_runtime_package import IMAGE_PREP, INPUTS, image_model, write_package
 
 from shipml.registry import Registry
