@@ -56,6 +56,8 @@ def _holdout(reg: Registry, name: str, pkg: Package, given: str | os.PathLike[st
     """The model's frozen holdout; at its first release: `given` (a file) or the first version's run test split."""
     digest = reg.catalog.holdout(name)
     if digest is not None:
+        if given is not None and holdout_from_file(Path(given), pkg.signature).digest == digest:
+            return open_holdout(reg.store, digest)  # the same rows again (a retried first release): fine
         if given is not None:
             raise RegistryError(f"model {name!r} has a frozen holdout already ({digest[:12]}); every version is "
                                 "compared on those rows, so --holdout is only taken at the first release")
