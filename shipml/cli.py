@@ -297,6 +297,8 @@ def serve(
                                                       "(default 2).")] = None,
     max_queue: Annotated[int | None, typer.Option(help="Queued requests per version before 503 (default 256).")]
     = None,
+    max_queue_ms: Annotated[float | None, typer.Option(help="503 when a request's estimated queue wait is longer "
+                                                       "(default 1000; 0: off).")] = None,
     deadline_ms: Annotated[float | None, typer.Option(help="A request not started by then gets 504 (default "
                                                       "10000).")] = None,
     sessions: Annotated[int | None, typer.Option(help="onnxruntime sessions per version (default 1).")] = None,
@@ -316,6 +318,7 @@ def serve(
 
     settings = ServeSettings.from_env(models=models, host=host, port=port, workers=workers,
                                       max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                                      max_queue_ms=max_queue_ms,
                                       deadline_ms=deadline_ms, sessions=sessions, threads=threads, poll_s=poll_s,
                                       max_body_bytes=max_body_bytes, graceful_s=graceful_s,
                                       registry=str(registry) if registry else None)

@@ -6,7 +6,9 @@ in a thread (onnxruntime releases the GIL), never on the event loop. Text rows a
 into groups whose longest row is at most twice the shortest, run shortest first, and a request is answered
 as soon as its own rows are done: a short email does not pay for a long one. If a network call fails, its
 halves are run again (down to single requests), so one poisoned input fails only its own request. A request
-whose deadline passes before its batch starts is answered 504 and never run; a full queue answers 503 at once.
+whose deadline passes before its batch starts is answered 504 and never run; a full queue, or an estimated wait
+(queued rows x the recent seconds per row) beyond `max_queue_ms`, answers 503 at once: under overload the
+requests let in keep their latency, the rest are told to retry.
 """
 
 from __future__ import annotations
@@ -73,12 +75,14 @@ class Batcher:
     max_batch_size: int
     max_wait_s: float
     max_queue: int
+    max_queue_s: float = 0.0  # admission: refuse when the estimated wait exceeds this (0: no estimate)
     on_batch: Callable[[BatchStats], None] = lambda stats: None
     queue: deque[Job] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _closing: bool = False
     busy: int = 0  # workers running a batch now
+    row_s: float | None = None  # seconds per row of recent network calls (moving average), for admission
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work(pkg)) for pkg in self.packages]
@@ -93,12 +97,23 @@ class Batcher:
             raise ServeError("this version is shutting down; retry the request")
         if len(self.queue) >= self.max_queue:
             raise Overloaded(f"the queue of this model version is full ({self.max_queue} requests); retry shortly")
+        wait = self.expected_wait()
+        if self.max_queue_s and wait > self.max_queue_s:
+            raise Overloaded(f"the server is at capacity: this request would wait about {wait * 1000:.0f} ms in the "
+                             f"queue (limit {self.max_queue_s * 1000:.0f} ms); retry shortly")
         loop = asyncio.get_running_loop()
         job = Job(prepared, loop.create_future(), deadline, time.monotonic(), remaining=len(prepared))
         job.out = np.zeros((len(prepared), self.width), dtype=np.float32)
         self.queue.append(job)
         self._wake.set()
         return job
+
+    def expected_wait(self) -> float:
+        """Seconds a request queued now would wait before its batch starts: the rows ahead of it at the recent
+        seconds per row, over the sessions. 0 with an empty queue, or before a first call has been timed."""
+        if self.row_s is None:
+            return 0.0
+        return sum(len(j) for j in self.queue) * self.row_s / len(self.packages)
 
     async def drain(self) -> None:
         """Finish everything queued, then stop the workers."""
@@ -189,7 +204,10 @@ class Batcher:
             await self._call(pkg, parts[:half])
             await self._call(pkg, parts[half:])
             return
-        self.on_batch(BatchStats(len(out), len(parts), time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        per_row = seconds / max(1, len(out))
+        self.row_s = per_row if self.row_s is None else 0.8 * self.row_s + 0.2 * per_row
+        self.on_batch(BatchStats(len(out), len(parts), seconds))
         at = 0
         for job, rows in parts:
             if not job.failed and job.out is not None:

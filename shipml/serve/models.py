@@ -205,7 +205,8 @@ class ModelSet:
             return None
         name, version = source.name, want.version
         batcher = Batcher(pkgs, self.executor, self.settings.max_batch_size, self.settings.max_wait_ms / 1000,
-                          self.settings.max_queue, on_batch=lambda stats: self.on_batch(name, version, stats))
+                          self.settings.max_queue, self.settings.max_queue_ms / 1000,
+                          on_batch=lambda stats: self.on_batch(name, version, stats))
         batcher.start()
         log.info("%s v%s loaded and warmed up in %.2f s (%d session(s) x %d thread(s))", name, version,
                  time.perf_counter() - started, len(pkgs), self.settings.session_threads())

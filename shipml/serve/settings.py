@@ -38,6 +38,7 @@ class ServeSettings:
     max_batch_size: int = 32  # rows per network call
     max_wait_ms: float = 2.0  # how long a batch waits for more requests after its first
     max_queue: int = 256  # requests waiting per version; more get 503 + Retry-After
+    max_queue_ms: float = 1000.0  # 503 when the estimated wait in the queue is longer (0: only max_queue counts)
     max_body_bytes: int = 8 << 20  # larger request bodies get 413 before they are read
     deadline_ms: float = 10_000.0  # a request not started by then gets 504 and is never executed
     sessions: int = 1  # onnxruntime sessions per version, each running batches concurrently
@@ -90,8 +91,9 @@ class ServeSettings:
         for name, value in positive.items():
             if isinstance(value, bool) or not value > 0:
                 raise ServeError(f"{name} = {value!r}: give a number above 0")
-        if self.max_wait_ms < 0 or self.poll_s < 0:
-            raise ServeError(f"max_wait_ms ({self.max_wait_ms}) and poll_s ({self.poll_s}) cannot be negative")
+        if self.max_wait_ms < 0 or self.poll_s < 0 or self.max_queue_ms < 0:
+            raise ServeError(f"max_wait_ms ({self.max_wait_ms}), max_queue_ms ({self.max_queue_ms}) and poll_s "
+                             f"({self.poll_s}) cannot be negative")
         if self.threads is not None and self.threads < 1:
             raise ServeError(f"threads = {self.threads}: give 1 or more intra-op threads per session")
         if not 0 < self.port < 65536:

@@ -32,7 +32,8 @@ def _batch_calls(server) -> float:
 
 
 def test_a_full_queue_answers_503_fast(packages: dict[str, Path], tmp_path: Path) -> None:
-    with serving([f"slow={packages['slow']}", "--max-queue", "2", "--max-batch-size", "32"], tmp_path) as server:
+    args = [f"slow={packages['slow']}", "--max-queue", "2", "--max-batch-size", "32", "--max-queue-ms", "0"]
+    with serving(args, tmp_path) as server:
         results = _flood(server, 16)
     codes = [s for s, _, _ in results]
     assert set(codes) == {200, 503} and codes.count(503) >= 8, codes
@@ -42,9 +43,22 @@ def test_a_full_queue_answers_503_fast(packages: dict[str, Path], tmp_path: Path
     assert max(t for _, t in refused) < slowest_ok  # refused at once, not after waiting
 
 
+def test_admission_refuses_what_would_wait_too_long(packages: dict[str, Path], tmp_path: Path) -> None:
+    args = [f"slow={packages['slow']}", "--max-batch-size", "32", "--max-queue-ms", "1"]
+    with serving(args, tmp_path) as server:
+        first = _flood(server, 1)  # times a network call: the estimate starts from it
+        results = _flood(server, 16)
+    assert first[0][0] == 200
+    codes = [s for s, _, _ in results]
+    assert 200 in codes and 503 in codes, codes  # one at a time goes in; the ones behind it would wait too long
+    headers = next(h for s, h, _ in results if s == 503)
+    assert headers.get("retry-after") == "1"
+
+
 def test_a_request_past_its_deadline_is_never_run(packages: dict[str, Path], tmp_path: Path) -> None:
-    with serving([f"slow={packages['slow']}", "--deadline-ms", "150", "--max-batch-size", "32", "--max-wait-ms", "0"],
-                 tmp_path) as server:
+    args = [f"slow={packages['slow']}", "--deadline-ms", "150", "--max-batch-size", "32", "--max-wait-ms", "0",
+            "--max-queue-ms", "0"]  # no admission estimate: every request is let in, the deadline decides
+    with serving(args, tmp_path) as server:
         before = _batch_calls(server)
         results = _flood(server, 12)
         time.sleep(0.5)  # anything still queued would have run by now
