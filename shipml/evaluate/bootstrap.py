@@ -1,7 +1,7 @@
 """Percentile bootstrap over blocks of resamples, for statistics vectorised across resamples.
 
 Used for every metric that is not a plain proportion (F1, AUC, log loss, ECE, regression errors);
-proportions (accuracy, per-class precision and recall) get Wilson intervals from `proportion.py`.
+proportions (accuracy, per-class precision and recall) get Wilson intervals from `core/proportion.py`.
 
 A statistic receives a block of resamples at once, both as row indices (B, N) and as how often
 each row was drawn (B, N), and returns one value per resample. That lets means become one
@@ -58,7 +58,7 @@ def interval(value: float, samples: np.ndarray | None, confidence: float) -> dic
     stretched to include the value it accompanies. NaN samples (degenerate resamples) are skipped.
     `ci_method` is "bootstrap", or None with the bounds when there is no interval. A zero-width
     result is kept as computed (every resample agreed): the report says it shows no spread rather
-    than certainty, and proportions, where that happens at 0% and 100%, use `proportion.py` instead.
+    than certainty, and proportions, where that happens at 0% and 100%, use `core/proportion.py` instead.
     """
     if samples is None:
         return {"value": float(value), "ci_low": None, "ci_high": None, "ci_method": None}

@@ -6,7 +6,7 @@ data, so every scalar comes with an interval, and its dict names the method in "
 - "wilson" for proportions, k hits out of n tries: accuracy (n = rows) and, per class, precision
   (n = rows predicted as the class) and recall (n = rows of the class). The percentile bootstrap
   collapses on these at 0% and 100% ("1 [1, 1]"); the Wilson interval stays honest there (see
-  proportion.py for why Wilson over Clopper-Pearson). It is closed form, so it is there even when
+  core/proportion.py for why Wilson over Clopper-Pearson). It is closed form, so it is there even when
   bootstrap resampling is switched off (n_bootstrap=0).
 - "bootstrap" for everything else (F1, macro averages, log loss, AUC, ECE, regression metrics): a
   percentile bootstrap over the test rows. The point estimates come from scikit-learn; the resampled
@@ -25,8 +25,8 @@ import numpy as np
 from sklearn import metrics as skm
 
 from shipml.core.metric_names import HEADLINE, metric_direction
+from shipml.core.proportion import proportion_interval
 from shipml.evaluate.bootstrap import bootstrap, interval
-from shipml.evaluate.proportion import proportion_interval
 
 __all__ = [
     "ECE_BINS",

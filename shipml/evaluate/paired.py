@@ -13,7 +13,7 @@ information about which is better, and only the discordant rows count.
   (Newcombe, "Improved confidence intervals for the difference between binomial proportions based on
   paired data", Stat Med 17:2635-2650, 1998, method 10; the "Newcombe square-and-add" interval recommended
   by Fagerland, Lydersen & Laake, Stat Med 33:2850-2875, 2014): it stays inside [-1, 1], is never
-  zero-width, and needs only Wilson intervals (`proportion.py`).
+  zero-width, and needs only Wilson intervals (`core/proportion.py`).
 - `paired_bootstrap`: any of r2 / mae / mse / rmse / f1 (binary) / macro_f1. Rows are resampled once per
   resample and both models are scored on the same resampled rows (Efron & Tibshirani 1993, ch. 16;
   Koehn, "Statistical significance tests for machine translation evaluation", EMNLP 2004), so the
@@ -35,9 +35,9 @@ import numpy as np
 from sklearn import metrics as skm
 
 from shipml.core.metric_names import metric_direction
+from shipml.core.proportion import wilson_interval
 from shipml.errors import ConfigError
 from shipml.evaluate.bootstrap import bootstrap, interval
-from shipml.evaluate.proportion import wilson_interval
 
 __all__ = [
     "BOOTSTRAP_METRICS",

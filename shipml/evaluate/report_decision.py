@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shipml.core.proportion import proportion_interval
 from shipml.evaluate.plots import pr_curve_svg
-from shipml.evaluate.proportion import proportion_interval
 from shipml.evaluate.report_html import esc, figure, not_available, num, table
 from shipml.evaluate.report_intervals import interval_legend, with_ci
 from shipml.evaluate.rundir import RunFiles, dig

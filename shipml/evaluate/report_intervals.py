@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shipml.evaluate.proportion import CI_METHODS
+from shipml.core.proportion import CI_METHODS
 from shipml.evaluate.report_html import Raw, esc, num
 from shipml.evaluate.rundir import RunFiles
 

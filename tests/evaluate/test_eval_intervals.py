@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from test_eval_report import Page, make_image_run  # the shared run builder and page parser
 
+from shipml.core.proportion import proportion_interval, wilson_interval
 from shipml.evaluate import classification_metrics, regression_metrics, write_report
-from shipml.evaluate.proportion import proportion_interval, wilson_interval
 from shipml.evaluate.report_intervals import with_ci
 
 BOOTSTRAPPED = ["macro_f1", "macro_precision", "macro_recall", "log_loss", "roc_auc", "ece"]

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from test_eval_report import EVIL, Page  # the shared page parser of the report tests
 
+from shipml.core.proportion import wilson_interval
 from shipml.data.dataset import CleaningLog, Dataset
 from shipml.evaluate import binary_rates, classification_metrics, tune_threshold, write_report
-from shipml.evaluate.proportion import wilson_interval
 from shipml.evaluate.report_text import SNIPPET_CHARS
 
 CLASSES = ["ham", "spam"]
