@@ -29,6 +29,7 @@ from shipml.run import Run
 from shipml.runtime import FORMAT, Package, atomic_dir, write_manifest
 from shipml.runtime.format import package_digest
 from shipml.runtime.predict import decide, softmax
+from shipml.runtime.reference import REFERENCE, REFERENCE_ROWS, build_reference
 from shipml.tasks.base import ClassificationTask, Task
 from shipml.training import predict_outputs
 
@@ -198,8 +199,8 @@ def build_package(ctx: ExportContext, dest: Path, onnx_file: Path, *, task: Task
         (tmp / "metrics.json").write_text("{}\n")
         write_manifest(tmp)
         pkg = Package.open(tmp)  # loads model.onnx in onnxruntime: an unloadable export fails here
-        ours = pkg.outputs(pkg.prepare(ctx.raw(ctx.test_idx)))
-        ours = ours.reshape(reference.shape)
+        raw_out = pkg.outputs(pkg.prepare(ctx.raw(ctx.test_idx)))
+        ours = raw_out.reshape(reference.shape)
         bad = int((~np.isfinite(ours)).any(axis=-1).sum()) if ours.ndim > 1 else int((~np.isfinite(ours)).sum())
         if bad:
             raise ExportError(f"{dest.name} gives non-finite outputs on {bad} of {len(ours)} test rows (e.g. an fp16 "
@@ -215,9 +216,19 @@ def build_package(ctx: ExportContext, dest: Path, onnx_file: Path, *, task: Task
         metrics = {"test": _score(ctx, task, ours, signature["decision"]), "split": split, "parity": parity.as_dict(),
                    "run": _run_test_metrics(ctx.run)} | (extra_metrics or {})
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (tmp / REFERENCE).write_text(json.dumps(_reference(ctx, pkg, raw_out)) + "\n")
         write_manifest(tmp)
         Package.open(tmp)  # the manifest verifies
     return Package.open(dest)
+
+
+def _reference(ctx: ExportContext, pkg: Package, heldout_outputs: np.ndarray) -> dict[str, Any]:
+    """reference.json: input signals of up to REFERENCE_ROWS training rows (a seeded sample), prediction signals
+    of the held-out outputs just computed (runtime/reference.py says why)."""
+    train = ctx.data.indices("train")
+    if len(train) > REFERENCE_ROWS:
+        train = np.sort(np.random.default_rng(ctx.run.config.seed).choice(train, REFERENCE_ROWS, replace=False))
+    return build_reference(pkg.predictor, pkg.prepare(ctx.raw(train)), pkg.transform(heldout_outputs))
 
 
 def _run_test_metrics(run: Run) -> dict[str, Any] | None:

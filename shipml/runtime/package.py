@@ -18,11 +18,13 @@ from shipml.errors import DataError, ExportError
 from shipml.runtime.format import ASSETS, FORMAT, METRICS, MODEL, PROVENANCE, SIGNATURE, read_json, verify_manifest
 from shipml.runtime.predict import Predictor
 from shipml.runtime.preprocess import Prepared, Preprocessor
+from shipml.runtime.reference import REFERENCE
 
 __all__ = ["Package"]
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32",
               "tensor(float16)": "float16", "tensor(double)": "float64"}
+_UNREAD = object()  # reference.json not read yet
 _NOT_A_PACKAGE = "export one with `shipml export <run>` and point at the package folder"
 
 
@@ -47,6 +49,7 @@ class Package:
         self._provenance = provenance
         self.threads = int(threads or os.cpu_count() or 1)
         self._session: Any = None
+        self._reference: Any = _UNREAD
         self._predictor = Predictor(signature, self._path / ASSETS, where=self._path)
 
     @classmethod
@@ -97,6 +100,15 @@ class Package:
     @property
     def classes(self) -> list[str] | None:
         return self._predictor.classes
+
+    @property
+    def reference(self) -> dict[str, Any] | None:
+        """reference.json (what live traffic is compared with, `runtime.reference`); None in packages made before
+        it existed: they still predict, drift then says "no reference"."""
+        if self._reference is _UNREAD:
+            path = self._path / REFERENCE
+            self._reference = read_json(path, "package reference statistics") if path.is_file() else None
+        return self._reference  # type: ignore[return-value]
 
     @property
     def kind(self) -> str:

@@ -36,8 +36,18 @@ def packages(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 def test_export_has_parity_with_pytorch_on_the_test_split(packages: dict[str, Path], name: str) -> None:
     pkg = Package.open(packages[name])  # verifies every file's sha256
     files = {p.relative_to(pkg.path).as_posix() for p in pkg.path.rglob("*") if p.is_file()}
-    expected = {"model.onnx", "signature.json", "metrics.json", "provenance.json", "MANIFEST.json"}
+    expected = {"model.onnx", "signature.json", "metrics.json", "provenance.json", "reference.json", "MANIFEST.json"}
     assert expected <= files and files - expected <= {"assets/tokenizer.json"}
+    ref = pkg.reference  # what live traffic is compared with: inputs on training rows, predictions held out
+    want = {"image_run": {"brightness", "contrast"}, "text_run": {"tokens", "rare_share", "urls"},
+            "table_run": {"feature:mean_radius"}, "regression_run": {"feature:bmi"}}[name]
+    want |= {"predicted", "confidence"} if pkg.kind == "classification" else {"prediction"}
+    assert want <= set(ref["signals"]), set(ref["signals"])
+    assert ref["rows"]["predictions"] == pkg.metrics["test"]["n"] and ref["rows"]["inputs"] > ref["rows"]["predictions"]
+    for summary in ref["signals"].values():
+        counts = summary["counts"]
+        total = sum(counts.values()) if summary["kind"] == "categorical" else sum(counts)
+        assert total == summary["n"] > 0
     parity = pkg.metrics["parity"]
     assert parity["max_abs_diff"] <= 1e-4 and parity["tolerance"] == 1e-4
     assert parity["n"] == pkg.metrics["test"]["n"] > 0
