@@ -310,6 +310,13 @@ def serve(
     = None,
     graceful_s: Annotated[float | None, typer.Option(help="On SIGTERM, how long queued and running requests may "
                                                      "take to finish (default 30).")] = None,
+    monitor: Annotated[bool, typer.Option(help="Drift and live accuracy per version (docs/monitoring.md).")]
+    = True,
+    window_rows: Annotated[int | None, typer.Option(help="Monitoring window: rows (default 1000).")] = None,
+    window_s: Annotated[float | None, typer.Option(help="Monitoring window: seconds (default 3600).")] = None,
+    min_rows: Annotated[int | None, typer.Option(help="No drift flag on fewer rows (default 100).")] = None,
+    feedback_capacity: Annotated[int | None, typer.Option(help="Answers remembered for feedback by request id "
+                                                          "(default 100000).")] = None,
     registry: Registry_ = None,
 ) -> None:
     """Serve models over HTTP: OIP v2 + /v1/models/{name}/predict, dynamic batching, hot swap, canary."""
@@ -320,7 +327,9 @@ def serve(
                                       max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
                                       max_queue_ms=max_queue_ms,
                                       deadline_ms=deadline_ms, sessions=sessions, threads=threads, poll_s=poll_s,
-                                      max_body_bytes=max_body_bytes, graceful_s=graceful_s,
+                                      max_body_bytes=max_body_bytes, graceful_s=graceful_s, monitor=monitor,
+                                      window_rows=window_rows, window_s=window_s, min_rows=min_rows,
+                                      feedback_capacity=feedback_capacity,
                                       registry=str(registry) if registry else None)
     run_server(settings)
 

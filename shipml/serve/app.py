@@ -28,6 +28,7 @@ from shipml.errors import ServeError
 from shipml.serve.deps import State
 from shipml.serve.metrics import ServerMetrics
 from shipml.serve.models import ModelSet, PackageSource, RegistrySource, Source
+from shipml.serve.monitor import FeedbackBook
 from shipml.serve.settings import ENV_SETTINGS, ServeSettings
 
 __all__ = ["app_from_env", "build_sources", "create_app"]
@@ -155,19 +156,22 @@ def create_app(settings: ServeSettings, sources: list[Source] | None = None) -> 
         models = ModelSet(sources, settings, executor, on_batch=metrics.batch,
                           on_failure=lambda name: metrics.load_failures.labels(name).inc())
         holder["models"] = models
-        st = State(settings, models, metrics, prep)
+        st = State(settings, models, metrics, prep,
+                   feedback=FeedbackBook(settings.feedback_capacity) if settings.monitor else None)
         app.state.shipml = st
         await models.sync(retry_failed=True)
         st.ready = True
         poller = asyncio.create_task(_poll(st)) if settings.poll_s > 0 else None
+        watcher = asyncio.create_task(_watch(st)) if settings.monitor else None
         log.info("shipml serve: %s on http://%s:%d (ready: %s)", ", ".join(models.slots), settings.host,
                  settings.port, models.ready())
         try:
             yield
         finally:
             st.ready = False
-            if poller is not None:
-                poller.cancel()
+            for task in (poller, watcher):
+                if task is not None:
+                    task.cancel()
             await models.close()  # queued requests finish before the sessions go
             executor.shutdown(wait=True)
             prep.shutdown(wait=True)
@@ -192,8 +196,10 @@ def create_app(settings: ServeSettings, sources: list[Source] | None = None) -> 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        key = "error" if request.url.path.startswith("/v2") else "detail"  # OIP routes: the protocol's error object
-        return JSONResponse({key: str(err.detail)}, err.status_code, headers=getattr(err, "headers", None))
+        if request.url.path.startswith("/v2"):  # OIP routes: the protocol's error object
+            return JSONResponse({"error": str(err.detail)}, err.status_code, headers=getattr(err, "headers", None))
+        status = 422 if err.status_code == 400 else err.status_code  # v1: a body that is not JSON is bad input too
+        return JSONResponse({"detail": str(err.detail)}, status, headers=getattr(err, "headers", None))
 
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # added last: outermost, before anything reads
@@ -212,6 +218,34 @@ async def _poll(st: State) -> None:
         for name, changes in report.items():
             if changes:
                 log.info("%s: %s", name, changes)
+
+
+async def _watch(st: State, every_s: float = 10.0) -> None:
+    """Log when a version's drift or live-accuracy flag goes up or down, naming the signals and by how much."""
+    seen: dict[tuple[str, int], tuple[bool, bool]] = {}
+    while True:
+        await asyncio.sleep(every_s)
+        for name, slot in st.models.slots.items():
+            for v in (slot.production, slot.canary):
+                if v is None or v.monitor is None:
+                    continue
+                try:
+                    drift, accuracy = v.monitor.drift(), v.monitor.accuracy()
+                except Exception as err:  # the watcher must not die on a bad window
+                    log.error("%s v%s: monitoring failed: %s", name, v.version, err)
+                    continue
+                now = (drift["flag"], accuracy["flag"])
+                if now != seen.get((name, v.version), (False, False)):
+                    moved = ", ".join(f"{s} (PSI {drift['signals'][s]['psi']:.2f})" for s in drift["moved"])
+                    if now[0]:
+                        log.warning("%s v%s: drift over the last %d rows in %s", name, v.version, drift["rows"], moved)
+                    if now[1]:
+                        log.warning("%s v%s: live accuracy %.3f [%.3f, %.3f] on %d rows is below the test figure %.3f",
+                                    name, v.version, accuracy["value"], accuracy["ci_low"], accuracy["ci_high"],
+                                    accuracy["rows"], accuracy["test"])
+                    if not any(now):
+                        log.info("%s v%s: drift and live accuracy back within bounds", name, v.version)
+                seen[(name, v.version)] = now
 
 
 def app_from_env() -> FastAPI:

@@ -23,6 +23,7 @@ class State:
     models: Any  # ModelSet
     metrics: Any  # ServerMetrics
     prep_executor: Any
+    feedback: Any = None  # FeedbackBook
     ready: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

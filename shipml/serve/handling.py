@@ -18,9 +18,12 @@ import numpy as np
 
 from shipml.errors import DataError, ServeError
 from shipml.runtime import Package
+from shipml.runtime.preprocess import Prepared
+from shipml.runtime.reference import prediction_signals, signals
 from shipml.serve.batcher import DeadlineExceeded, Overloaded
 from shipml.serve.deps import State
 from shipml.serve.models import Loaded
+from shipml.serve.monitor import Feedback
 from shipml.serve.protocol import MAX_ROWS, BadRequest
 
 __all__ = ["Answer", "Failure", "run_request"]
@@ -57,9 +60,18 @@ def _status(err: BaseException, bad_request: int) -> Failure:
     return Failure(500, f"the model failed on this request ({type(err).__name__})")
 
 
+def _prepare(pkg: Package, raw: Any, monitored: bool) -> tuple[Prepared, dict[str, np.ndarray] | None]:
+    """Preprocessing and, when monitored, the input signals of the rows (in a worker thread)."""
+    prepared = pkg.prepare(raw)
+    if not monitored or prepared.skipped or not len(prepared):
+        return prepared, None
+    return prepared, signals(pkg.predictor, prepared, pkg.reference)
+
+
 async def run_request(st: State, name: str, version: int | None, key: str | None,
                       decode: Callable[[Package], Any], *, bad_request: int) -> Answer:
-    """Run one request through its version's batcher; raises Failure."""
+    """Run one request through its version's batcher; raises Failure. A monitored version records the request's
+    signals, its answer (for feedback by request id) and its latency and status."""
     settings = st.settings
     started = time.monotonic()
     deadline = started + settings.deadline_ms / 1000
@@ -68,11 +80,14 @@ async def run_request(st: State, name: str, version: int | None, key: str | None
     except (LookupError, ServeError) as err:
         raise _status(err, bad_request) from None
     loaded.inflight += 1
+    monitor = loaded.monitor
+    status = 500
     try:
         try:
             raw = decode(loaded.package)
             loop = asyncio.get_running_loop()
-            prepared = await loop.run_in_executor(st.prep_executor, loaded.package.prepare, raw)
+            prepared, inputs = await loop.run_in_executor(st.prep_executor, _prepare, loaded.package, raw,
+                                                          monitor is not None)
             if prepared.skipped:
                 item, why = prepared.skipped[0]
                 raise BadRequest(f"{len(prepared.skipped)} input(s) could not be read (first: {item}: {why})")
@@ -89,10 +104,22 @@ async def run_request(st: State, name: str, version: int | None, key: str | None
                 out = await job.future  # running already: its answer comes
             values = loaded.package.transform(out)
         except Exception as err:
-            raise _status(err, bad_request) from None
-        return Answer(loaded, values, uuid.uuid4().hex)
+            failure = _status(err, bad_request)
+            status = failure.status
+            raise failure from None
+        answer = Answer(loaded, values, uuid.uuid4().hex)
+        status = 200
+        if monitor is not None and inputs is not None:
+            predicted = prediction_signals(loaded.package.predictor, values)
+            monitor.record(inputs | predicted, len(values))
+            if st.feedback is not None and "predicted" in predicted:
+                st.feedback.remember(answer.request_id, Feedback(name, loaded.version,
+                                                                 [str(x) for x in predicted["predicted"]], monitor))
+        return answer
     except Failure as failure:
         failure.version = loaded.version
         raise
     finally:
         loaded.inflight -= 1
+        if monitor is not None:
+            monitor.answered(time.monotonic() - started, status)

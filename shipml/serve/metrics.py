@@ -33,12 +33,26 @@ class _Live(Collector):
         queue = GaugeMetricFamily("shipml_queue_depth", "requests waiting for a batch", labels=names)
         busy = GaugeMetricFamily("shipml_busy_sessions", "sessions running a batch now", labels=names)
         inflight = GaugeMetricFamily("shipml_inflight_requests", "requests being handled", labels=names)
+        psi = GaugeMetricFamily("shipml_drift_psi", "PSI of a signal over the monitoring window",
+                                labels=[*names, "signal"])
+        flag = GaugeMetricFamily("shipml_drift_flag", "1 when some signal moved (docs/monitoring.md)", labels=names)
+        accuracy = GaugeMetricFamily("shipml_live_accuracy", "accuracy from feedback over the window", labels=names)
+        low = GaugeMetricFamily("shipml_live_accuracy_flag", "1 when live accuracy's interval is below the test "
+                                "figure", labels=names)
         for v in self.versions():
             labels = [v.name, str(v.version), str(os.getpid())]
             queue.add_metric(labels, len(v.batcher.queue))
             busy.add_metric(labels, v.batcher.busy)
             inflight.add_metric(labels, v.inflight)
-        yield from (queue, busy, inflight)
+            if v.monitor is not None:
+                drift, acc = v.monitor.drift(), v.monitor.accuracy()
+                for signal, got in drift["signals"].items():
+                    psi.add_metric([*labels, signal], got["psi"])
+                flag.add_metric(labels, float(drift["flag"]))
+                if acc["value"] is not None:
+                    accuracy.add_metric(labels, acc["value"])
+                low.add_metric(labels, float(acc["flag"]))
+        yield from (queue, busy, inflight, psi, flag, accuracy, low)
 
 
 class ServerMetrics:

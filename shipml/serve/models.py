@@ -25,6 +25,7 @@ import numpy as np
 from shipml.errors import ServeError, ShipmlError
 from shipml.runtime import Package
 from shipml.serve.batcher import Batcher
+from shipml.serve.monitor import VersionMonitor
 from shipml.serve.settings import ServeSettings
 
 __all__ = ["Loaded", "ModelSet", "PackageSource", "RegistrySource", "Wanted", "warmup_input"]
@@ -110,6 +111,7 @@ class Loaded:
     loaded_at: float = field(default_factory=time.time)
     inflight: int = 0  # requests holding this version (routed, not yet answered)
     retired: bool = False
+    monitor: VersionMonitor | None = None
 
     @property
     def package(self) -> Package:
@@ -211,7 +213,9 @@ class ModelSet:
         log.info("%s v%s loaded and warmed up in %.2f s (%d session(s) x %d thread(s))", name, version,
                  time.perf_counter() - started, len(pkgs), self.settings.session_threads())
         self.slots[name].errors.pop(want.digest, None)
-        return Loaded(name, version, want.digest, pkgs, batcher)
+        s = self.settings
+        monitor = VersionMonitor(pkgs[0], s.window_rows, s.window_s, s.min_rows) if s.monitor else None
+        return Loaded(name, version, want.digest, pkgs, batcher, monitor=monitor)
 
     async def sync(self, *, retry_failed: bool = False) -> dict[str, Any]:
         """Bring every slot to what its source wants now; returns what changed and what failed."""

@@ -48,6 +48,11 @@ class ServeSettings:
     registry_url: str | None = None  # catalog URL (default: $SHIPML_REGISTRY_URL or the root's SQLite file)
     store_url: str | None = None  # package store URL (default: $SHIPML_STORE_URL or the root's store/)
     graceful_s: float = 30.0  # on SIGTERM: how long queued and in-flight requests may take to finish
+    monitor: bool = True  # drift and live accuracy per version (docs/monitoring.md)
+    window_rows: int = 1000  # the monitoring window: at most this many rows ...
+    window_s: float = 3600.0  # ... and this many seconds
+    min_rows: int = 100  # no drift flag on a window of fewer rows
+    feedback_capacity: int = 100_000  # answers remembered by request id for feedback (memory stays bounded)
 
     @classmethod
     def from_env(cls, **given: Any) -> ServeSettings:
@@ -87,7 +92,8 @@ class ServeSettings:
                              "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
         positive = {"workers": self.workers, "max_batch_size": self.max_batch_size, "max_queue": self.max_queue,
                     "max_body_bytes": self.max_body_bytes, "deadline_ms": self.deadline_ms,
-                    "sessions": self.sessions, "graceful_s": self.graceful_s}
+                    "sessions": self.sessions, "graceful_s": self.graceful_s, "window_rows": self.window_rows,
+                    "window_s": self.window_s, "min_rows": self.min_rows, "feedback_capacity": self.feedback_capacity}
         for name, value in positive.items():
             if isinstance(value, bool) or not value > 0:
                 raise ServeError(f"{name} = {value!r}: give a number above 0")

@@ -158,3 +158,10 @@ def test_openapi_lists_what_the_server_answers(server: Server) -> None:
             "/v2/models/{name}/versions/{version}/infer", "/v1/models/{name}/predict", "/metrics"} <= set(spec["paths"])
     assert not any("path" in json.dumps(op.get("parameters", [])).lower().replace('"in": "path"', "")
                    for ops in spec["paths"].values() for op in ops.values())  # no parameter takes a file path
+
+
+def test_a_body_that_is_not_json_is_bad_input_on_both_protocols(server: Server) -> None:
+    status, _, body = server.call("POST", "/v1/models/txt/predict", raw=b"?c\xff9")
+    assert status == 422 and "parsing the body" in body["detail"]
+    status, _, body = server.call("POST", "/v2/models/txt/infer", raw=b"?c\xff9")
+    assert status == 400 and "parsing the body" in body["error"]
