@@ -186,6 +186,7 @@ def create_app(settings: ServeSettings, sources: list[Source] | None = None) -> 
     app.include_router(routes_v1.router)
     app.include_router(routes_admin.admin)
     app.include_router(routes_admin.metrics)
+    app.include_router(routes_admin.dashboard)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:

@@ -3,17 +3,20 @@ reload the registry's aliases now, see what is loaded and what failed."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 from shipml.serve.deps import admin_auth, client_auth, state
 
-__all__ = ["admin", "metrics"]
+__all__ = ["admin", "dashboard", "metrics"]
 
 admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin_auth)])
 metrics = APIRouter(tags=["metrics"], dependencies=[Depends(client_auth)])
+dashboard = APIRouter(tags=["dashboard"])
+PAGE = Path(__file__).with_name("static") / "dashboard.html"
 
 
 def _version(v: Any) -> dict[str, Any] | None:
@@ -43,3 +46,10 @@ async def status(request: Request) -> dict[str, Any]:
 async def prometheus(request: Request) -> Response:
     """Prometheus text format: requests, latency, queue depth, batch sizes per model and version."""
     return Response(state(request).metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@dashboard.get("/", response_class=HTMLResponse)
+async def page() -> HTMLResponse:
+    """The dashboard: one self-contained page (no external assets) that polls the monitor routes. The page holds
+    no data; what it fetches needs the token when the server is exposed (it asks for it once)."""
+    return HTMLResponse(PAGE.read_text(encoding="utf-8"))

@@ -64,6 +64,7 @@ class LiveVersion(BaseModel):
 class ServedModel(BaseModel):
     name: str
     kind: str | None = None
+    data_kind: str | None = None
     classes: list[str] | None = None
     versions: list[LiveVersion]
 
@@ -98,8 +99,8 @@ async def served(request: Request) -> Any:
         live = [{"version": v.version, "alias": alias, "weight": slot.weight if alias == "canary" else None}
                 for alias, v in (("production", slot.production), ("canary", slot.canary)) if v is not None]
         pkg = (slot.production or slot.canary).package if live else None
-        out.append({"name": name, "kind": pkg.kind if pkg else None, "classes": pkg.classes if pkg else None,
-                    "versions": live})
+        out.append({"name": name, "kind": pkg.kind if pkg else None, "data_kind": pkg.data_kind if pkg else None,
+                    "classes": pkg.classes if pkg else None, "versions": live})
     return out
 
 
