@@ -334,6 +334,22 @@ def serve(
     run_server(settings)
 
 
+@app.command()
+def monitor(
+    models: Annotated[list[str] | None, typer.Argument(help="Model names (default: every served model).")] = None,
+    url: Annotated[str, typer.Option(help="The server (any replica).")] = "http://127.0.0.1:8000",
+    token: Annotated[str | None, typer.Option(help="API token (default: $SHIPML_API_TOKEN).")] = None,
+    every: Annotated[float, typer.Option(help="Seconds between redraws.")] = 2.0,
+    once: Annotated[bool, typer.Option(help="Print one view and exit (for scripts).")] = False,
+) -> None:
+    """Live view of a running server: traffic, latency, errors, drift per signal, live accuracy per version."""
+    import os
+
+    from shipml.serve.console import watch
+
+    watch(url, token or os.environ.get("SHIPML_API_TOKEN"), models, every_s=every, once=once)
+
+
 datasets_app = typer.Typer(help="Public data sets, fetched with integrity checks.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 

@@ -6,6 +6,7 @@ and the Prometheus gauges."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +120,19 @@ def test_feedback_memory_is_bounded(server: Server) -> None:
     _send(server, "pets", _pixels(60), per_request=1)  # capacity 50: the first id is forgotten
     status, _, got = server.call("POST", "/v1/models/pets/feedback", {"request_id": first, "label": "cat"})
     assert status == 404 and "last 50 answers" in got["detail"]
+
+
+def test_shipml_monitor_prints_the_view(server: Server) -> None:
+    import subprocess
+    import sys
+
+    _send(server, "pets", _pixels(8))
+    got = subprocess.run([sys.executable, "-m", "shipml.cli", "monitor", "pets", "--url",
+                          f"http://127.0.0.1:{server.port}", "--once"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert got.returncode == 0, got.stderr
+    assert "pets" in got.stdout and "production" in got.stdout and "drift per signal" in got.stdout
+    assert "brightness" in got.stdout
+    bad = subprocess.run([sys.executable, "-m", "shipml.cli", "monitor", "--url", "http://127.0.0.1:9", "--once"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "cannot reach a shipml server" in bad.stderr
