@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,10 @@ def _resolve(cfg: Config | str | Path | dict[str, Any], overrides: list[str] | N
 
 
 def train(config: Config | str | Path | dict[str, Any], *, overrides: list[str] | None = None,
-          run_dir: str | Path | None = None, quiet: bool = False) -> Run:
-    """Load data, fit the task's preprocessing, train, evaluate on the test split and write the report."""
+          run_dir: str | Path | None = None, quiet: bool = False,
+          on_validate: Callable[[dict[str, Any]], None] | None = None) -> Run:
+    """Load data, fit the task's preprocessing, train, evaluate on the test split and write the report.
+    `on_validate` sees each validation record during training (a tuning trial reports and prunes through it)."""
     reporter = Reporter(quiet=quiet)
     cfg = _resolve(config, overrides)
     task_cls = get_task_class(cfg.task.name)
@@ -111,7 +114,7 @@ def train(config: Config | str | Path | dict[str, Any], *, overrides: list[str] 
     run._write_status("training", created=_now())
     sizes = " / ".join(f"{n} {s}" for s, n in data.summary()["splits"].items())
     reporter.info(f"run [bold]{run_dir}[/bold]: {task.name}, {sizes} rows")
-    return run._train(task, data, resume=False, reporter=reporter)
+    return run._train(task, data, resume=False, reporter=reporter, on_validate=on_validate)
 
 
 class Run:
@@ -216,16 +219,19 @@ class Run:
                             f"(fingerprint {data.fingerprint[:12]} != {recorded[:12]}); start a new run instead")
         return run._train(task, data, resume=True, reporter=reporter)
 
-    def _train(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter) -> Run:
+    def _train(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter,
+               on_validate: Callable[[dict[str, Any]], None] | None = None) -> Run:
         # two processes training one run would corrupt it; the OS drops the lock when its holder dies
         busy = TrainError(f"{self.path} is being trained by another process; wait for it or stop it")
         with exclusive(self.path / ".lock", busy):
-            return self._train_locked(task, data, resume=resume, reporter=reporter)
+            return self._train_locked(task, data, resume=resume, reporter=reporter, on_validate=on_validate)
 
-    def _train_locked(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter) -> Run:
+    def _train_locked(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter,
+                      on_validate: Callable[[dict[str, Any]], None] | None = None) -> Run:
         cfg = self.config
         try:
-            result = fit(task, data, cfg.train, self.path, seed=cfg.seed, resume=resume, reporter=reporter)
+            result = fit(task, data, cfg.train, self.path, seed=cfg.seed, resume=resume, reporter=reporter,
+                         on_validate=on_validate)
         except TrainError as err:  # e.g. the loss diverged: on record, so nobody mistakes the run for a live one
             self._write_status("failed", error=str(err), failed=_now())
             raise

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -161,8 +162,10 @@ class _Loop:
     lives in the model, optimizer, scheduler, RNGs and `self.state`, and all of it goes into a checkpoint."""
 
     def __init__(self, task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, precision: str,
-                 model: nn.Module | None, pretrained: bool) -> None:
+                 model: nn.Module | None, pretrained: bool,
+                 on_validate: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.task, self.cfg, self.seed, self.precision = task, cfg, seed, precision
+        self.on_validate = on_validate
         self.accelerator = _accelerator("bf16" if precision == "bf16" else "no")
         self.train_idx, self.val_idx = data.indices("train"), data.indices("val")
         if len(self.train_idx) < 2:
@@ -255,6 +258,8 @@ class _Loop:
         rec["loss"] = float(self.task.loss(out, self.targets[torch.as_tensor(self.val_idx)]))
         rec |= self.task.quick_metrics(self.y_val, self.task.postprocess(out))
         self.log.write(rec)
+        if self.on_validate is not None:
+            self.on_validate(rec)  # e.g. a tuning trial reports it, and may stop the fit (optuna's TrialPruned)
         if self.metric is None:
             return
         if self.metric not in rec:
@@ -334,12 +339,14 @@ class _Loop:
 
 
 def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, resume: bool = False,
-        reporter: Reporter | None = None, model: nn.Module | None = None) -> TrainResult:
+        reporter: Reporter | None = None, model: nn.Module | None = None,
+        on_validate: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train `task`'s model on `data` (task already fitted); checkpoints and logs go to `run_dir`.
 
     `model` starts from a given module instead of `task.build_model()` (compression: a pruned model's
     recovery fine-tune, a distillation student); such a fit cannot be resumed. A loss that goes nan/inf
-    raises TrainError, so a caller never records a diverged run as trained."""
+    raises TrainError, so a caller never records a diverged run as trained. `on_validate` sees every validation
+    record (what metrics.jsonl gets); an exception it raises stops the fit there (the checkpoint stays)."""
     reporter = reporter or Reporter(quiet=True)
     if model is not None and resume:
         raise TrainError("a fit that starts from a given model cannot be resumed; start it again")
@@ -350,7 +357,8 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int
     ckpt, notes = load_latest(run_dir / "checkpoints") if resume else (None, [])
     for n in notes:
         reporter.warn(n)
-    loop = _Loop(task, data, cfg, run_dir, seed=seed, precision=precision, model=model, pretrained=ckpt is None)
+    loop = _Loop(task, data, cfg, run_dir, seed=seed, precision=precision, model=model, pretrained=ckpt is None,
+                 on_validate=on_validate)
     resumed_from = None
     if ckpt is not None:
         loop._restore(ckpt)
