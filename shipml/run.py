@@ -79,9 +79,10 @@ def _resolve(cfg: Config | str | Path | dict[str, Any], overrides: list[str] | N
 
 def train(config: Config | str | Path | dict[str, Any], *, overrides: list[str] | None = None,
           run_dir: str | Path | None = None, quiet: bool = False,
-          on_validate: Callable[[dict[str, Any]], None] | None = None) -> Run:
+          on_validate: Callable[[dict[str, Any]], None] | None = None, score_test: bool = True) -> Run:
     """Load data, fit the task's preprocessing, train, evaluate on the test split and write the report.
-    `on_validate` sees each validation record during training (a tuning trial reports and prunes through it)."""
+    `on_validate` sees each validation record during training (a tuning trial reports and prunes through it);
+    `score_test=False` scores validation only (a tuning trial; `Run.evaluate()` scores the test split later)."""
     reporter = Reporter(quiet=quiet)
     cfg = _resolve(config, overrides)
     task_cls = get_task_class(cfg.task.name)
@@ -114,7 +115,7 @@ def train(config: Config | str | Path | dict[str, Any], *, overrides: list[str] 
     run._write_status("training", created=_now())
     sizes = " / ".join(f"{n} {s}" for s, n in data.summary()["splits"].items())
     reporter.info(f"run [bold]{run_dir}[/bold]: {task.name}, {sizes} rows")
-    return run._train(task, data, resume=False, reporter=reporter, on_validate=on_validate)
+    return run._train(task, data, resume=False, reporter=reporter, on_validate=on_validate, score_test=score_test)
 
 
 class Run:
@@ -220,14 +221,15 @@ class Run:
         return run._train(task, data, resume=True, reporter=reporter)
 
     def _train(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter,
-               on_validate: Callable[[dict[str, Any]], None] | None = None) -> Run:
+               on_validate: Callable[[dict[str, Any]], None] | None = None, score_test: bool = True) -> Run:
         # two processes training one run would corrupt it; the OS drops the lock when its holder dies
         busy = TrainError(f"{self.path} is being trained by another process; wait for it or stop it")
         with exclusive(self.path / ".lock", busy):
-            return self._train_locked(task, data, resume=resume, reporter=reporter, on_validate=on_validate)
+            return self._train_locked(task, data, resume=resume, reporter=reporter, on_validate=on_validate,
+                                      score_test=score_test)
 
     def _train_locked(self, task: Task, data: Dataset, *, resume: bool, reporter: Reporter,
-                      on_validate: Callable[[dict[str, Any]], None] | None = None) -> Run:
+                      on_validate: Callable[[dict[str, Any]], None] | None = None, score_test: bool = True) -> Run:
         cfg = self.config
         try:
             result = fit(task, data, cfg.train, self.path, seed=cfg.seed, resume=resume, reporter=reporter,
@@ -247,26 +249,28 @@ class Run:
             environment=_environment(result.precision, torch.get_num_threads()),
         )
         reporter.info(f"trained {result.steps} steps in {result.seconds:.1f}s ({result.samples_per_s:.0f} samples/s)")
-        self.evaluate(data=data, quiet=reporter.quiet, tune=True)
+        self.evaluate(data=data, quiet=reporter.quiet, tune=True, test=score_test)
         self._write_status("finished", finished=_now())
         self.report()  # last, so the report shows the finished status; `shipml report` can always redo it
         return self
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, *, data: Dataset | None = None, quiet: bool = False, tune: bool = False) -> dict[str, Any]:
+    def evaluate(self, *, data: Dataset | None = None, quiet: bool = False, tune: bool = False,
+                 test: bool = True) -> dict[str, Any]:
         """Score the final model and a classic baseline on the test split; writes metrics.json and
-        predictions.parquet. `tune` re-tunes a binary decision threshold on validation (done after training)."""
+        predictions.parquet. `tune` re-tunes a binary decision threshold on validation (done after training);
+        `test=False` scores validation only."""
         cfg, task = self.config, self.task
         reporter = Reporter(quiet=quiet)
         if data is None:
             data = load_dataset(cfg.data, seed=cfg.seed, task_kind=task.kind, kind=task.data_kind)
             if data.fingerprint != self._recorded_fingerprint():
                 reporter.warn("the data changed since training; metrics are on the current data")
-        out, decision = score(self.path, cfg, task, self.model, data, tune=tune, reporter=reporter)
+        out, decision = score(self.path, cfg, task, self.model, data, tune=tune, reporter=reporter, test=test)
         if decision is not None and decision != task.prep.get("decision"):
             self._save_task(task.with_decision(decision))
             self._task = None  # read back from model/task.json on next use
-        if not quiet:
+        if not quiet and test:
             print_summary(f"{self.id}: test {task.headline}", task.headline, out, cfg.evaluate.confidence)
         return out
 

@@ -78,14 +78,16 @@ def choose_decision(y_val: np.ndarray, proba_val: np.ndarray | None, pos: int, c
 
 
 def score(run_dir: Path, cfg: Config, task: Task, model: Any, data: Dataset, *, tune: bool,
-          reporter: Reporter) -> tuple[dict[str, Any], dict[str, Any] | None]:
+          reporter: Reporter, test: bool = True) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Compute and write metrics.json and predictions.parquet. With `tune`, a binary classifier's decision
     threshold is (re)tuned on validation. Returns the metrics and the decision rule they were scored with
-    (the caller saves it with the task when it differs from `task.prep["decision"]`; `task` is not changed)."""
+    (the caller saves it with the task when it differs from `task.prep["decision"]`; `task` is not changed).
+    `test=False` scores validation only (no baseline, no predictions): a tuning trial must not see the test
+    split, which is scored once, for the chosen configuration (shipml/tune)."""
     ev = cfg.evaluate
     inputs = task.encode_dataset(data)
     proba = {s: task.postprocess(predict_outputs(model, task, inputs, data.indices(s)))
-             for s in ("val", "test") if len(data.indices(s))}
+             for s in (("val", "test") if test else ("val",)) if len(data.indices(s))}
     binary = isinstance(task, ClassificationTask) and task.n_classes == 2
     decision = task.prep.get("decision") if binary else None
     if binary and tune:
@@ -107,7 +109,7 @@ def score(run_dir: Path, cfg: Config, task: Task, model: Any, data: Dataset, *, 
     if decision and decision["strategy"] != "argmax":
         out["decision"] = _decision_report(decision, data, proba, task)
     baseline_cols: tuple[np.ndarray, dict[str, Any] | None] | None = None
-    if ev.baseline != "none":
+    if ev.baseline != "none" and test:
         t0 = time.perf_counter()
         base = fit_baseline(data, ev.baseline, seed=cfg.seed)
         base_pred = base.proba if task.kind == "classification" else base.pred
