@@ -30,6 +30,7 @@ from shipml.config.schema import (
     ThresholdConfig,
     TrainConfig,
     TransformerConfig,
+    TuneConfig,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "ThresholdConfig",
     "TrainConfig",
     "TransformerConfig",
+    "TuneConfig",
     "apply_overrides",
     "dump_config",
     "load_config",

@@ -5,7 +5,7 @@ docs/config.md is generated from these models (`shipml.scaffold.config_reference
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -30,6 +30,7 @@ __all__ = [
     "ThresholdConfig",
     "TrainConfig",
     "TransformerConfig",
+    "TuneConfig",
 ]
 
 
@@ -362,6 +363,24 @@ class ReleaseConfig(_Section):
                          "worse than production with p below it is blocked.")
 
 
+class TuneConfig(_Section):
+    """`shipml tune`: a hyperparameter search with Optuna over `space` (docs/scaling.md). Each trial is an
+    ordinary run scored on the validation split; the test split is scored once, for the best trial."""
+
+    space: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description='Config fields to search, e.g. {"train.lr": {"loguniform": [1e-5, 1e-3]}, '
+        '"train.batch_size": {"choice": [16, 32]}, "train.epochs": {"int": [2, 8]}, "train.momentum": {"uniform": '
+        '[0.8, 0.99], "when": {"train.optimizer": "sgd"}}}: loguniform, uniform, int, logint or choice; `when` makes '
+        "a parameter conditional on another's value.")
+    metric: str | None = Field(None, description="Validation metric to optimise (accuracy, macro_f1, loss, r2, "
+                               "mae); null = the task's headline. Losses and errors are minimised.")
+    trials: int = Field(20, ge=1, description="Trials in the study (all workers together).")
+    timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds.")
+    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler (seeded by `seed`).")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="Stop unpromising trials early from their per-epoch validation metric.")
+
+
 class Config(_Section):
     """A whole shipml.yaml."""
 
@@ -375,3 +394,4 @@ class Config(_Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     compress: CompressConfig = Field(default_factory=CompressConfig)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)

@@ -84,6 +84,18 @@ def _duration(seconds: object) -> str | None:
 # ---------------------------------------------------------------------------------------------- overview
 
 
+def _tuned(tune: dict[str, Any] | None) -> str | None:
+    """How many configurations `shipml tune` tried before it chose this run (tune.json)."""
+    if not tune:
+        return None
+    counts = tune.get("trials") or {}
+    n = sum(v for v in counts.values() if isinstance(v, int))
+    detail = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    return (f"study {tune.get('study')}: the best of {n} configurations tried ({detail}) by validation "
+            f"{tune.get('metric')} = {num(tune.get('value'))} (trial {tune.get('trial')}); the test split was "
+            "scored for this run alone")
+
+
 def overview(files: RunFiles) -> Section:
     """Who/what/when of the run, plus any run file that could not be read."""
     run = files.run
@@ -105,6 +117,7 @@ def overview(files: RunFiles) -> Section:
         ("parameters", run.get("params")),
         ("seed", run.get("seed")),
         ("data fingerprint", dig(files.data, "fingerprint")),
+        ("chosen by tuning", _tuned(files.tune)),
     ]
     body = facts((k, v) for k, v in pairs if v is not None)
     if not run:

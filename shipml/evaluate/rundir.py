@@ -40,6 +40,7 @@ class RunFiles:
     metrics: dict[str, Any] | None = None  # metrics.json
     predictions: pd.DataFrame | None = None  # predictions.parquet (test split)
     frontier: dict[str, Any] | None = None  # frontier.json (`shipml compress`)
+    tune: dict[str, Any] | None = None  # tune.json: how `shipml tune` chose this run
     problems: dict[str, str] = field(default_factory=dict)  # file name -> why it could not be read
 
     def evaluate_option(self, name: str, default: Any) -> Any:
@@ -113,4 +114,5 @@ def read_run(run_dir: Path) -> RunFiles:
     files.metrics = attempt("metrics.json", _json_object)
     files.predictions = attempt("predictions.parquet", pd.read_parquet)
     files.frontier = attempt("frontier.json", _json_object)
+    files.tune = attempt("tune.json", _json_object)
     return files
