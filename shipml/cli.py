@@ -349,6 +349,30 @@ def monitor(
 
     watch(url, token or os.environ.get("SHIPML_API_TOKEN"), models, every_s=every, once=once)
 
+@app.command()
+def tune(
+    config: Annotated[Path | None, typer.Argument(help="The shipml.yaml with a `tune:` section.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Trials in the study, all workers together (default: "
+                                               "tune.trials).")] = None,
+    timeout: Annotated[str | None, typer.Option(help="Stop starting trials after this long: 90s, 30m, 2h.")] = None,
+    storage: Annotated[str | None, typer.Option(help="Study database URL, e.g. postgresql+psycopg://host/db for "
+                                                "many workers (default: <output_dir>/tune.db).")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: the config's name).")] = None,
+    show: Annotated[str | None, typer.Option("--show", help="Print a study's leaderboard and importances.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Config override KEY=VALUE (repeatable).")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Search hyperparameters with Optuna: each trial a run, scored on validation; the best one tested once."""
+    from shipml.tune.cli import show_command, tune_command
+
+    if show is not None:
+        show_command(show, storage, config)
+    elif config is None:
+        raise typer.BadParameter("give a config to tune, or --show STUDY")
+    else:
+        tune_command(config, trials=trials, timeout=timeout, storage=storage, study=study, overrides=set_ or [],
+                     quiet=quiet)
+
 
 datasets_app = typer.Typer(help="Public data sets, fetched with integrity checks.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
@@ -396,7 +420,7 @@ def tasks() -> None:
 
 # optional dependencies -> the extra that installs them (pyproject.toml)
 _EXTRAS = {"torch": "train", "accelerate": "train", "safetensors": "train", "onnx": "train", "transformers": "text",
-           "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "psycopg": "postgres", "s3fs": "s3"}
+           "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "psycopg": "postgres", "s3fs": "s3", "optuna": "tune"}
 
 
 def main() -> None:
