@@ -53,20 +53,44 @@ def train(
     config: Annotated[Path | None, typer.Argument(help="shipml.yaml to train from.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: --set train.epochs=3.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run directory.")] = None,
+    nproc: Annotated[int | None, typer.Option(help="Train on N processes on this machine (torchrun); "
+                                              "train.batch_size stays the global batch.")] = None,
+    backend: Annotated[str, typer.Option(help="With --nproc: gloo (CPU), nccl (one GPU per process) or auto "
+                                         "(nccl where GPUs are visible).")] = "auto",
     quiet: Quiet = False,
 ) -> None:
-    """Train a model from a config (or --resume a run); evaluates and writes the report at the end."""
-    from shipml.run import Run
-    from shipml.run import train as train_run
+    """Train a model from a config (or --resume a run); evaluates and writes the report at the end. Under
+    torchrun (or with --nproc) rank 0 writes the run and prints; the other processes train their share."""
+    from shipml.training import distributed
 
     if resume is not None:
         if config is not None or set_:
             raise ShipmlError("--resume takes no config or --set: a run continues with its recorded config")
-        run = Run.resume(resume, quiet=quiet)
     elif config is None:
         raise ShipmlError("give a config file (`shipml train shipml.yaml`) or --resume RUN_DIR")
-    else:
-        run = train_run(config, overrides=set_ or [], quiet=quiet)
+    chosen = distributed.choose_backend(backend)  # nccl without GPUs: an error before anything starts
+    if nproc is not None and nproc != 1:
+        distributed.check_nproc(nproc, chosen)
+        if config is not None:  # a config mistake is told once, here, not by every process
+            from shipml.config import load_config
+
+            load_config(config, overrides=set_ or [])
+        args = ["train", *([str(config)] if config is not None else ["--resume", str(resume)])]
+        args += [a for s in set_ or [] for a in ("--set", s)] + (["--quiet"] if quiet else [])
+        raise typer.Exit(distributed.launch(nproc, args, chosen))
+    if not distributed.world().main:  # a torchrun process other than rank 0: rank 0 owns the run directory
+        try:
+            distributed.follow(config, set_ or [], resume)
+        except distributed.FollowerStop:
+            raise typer.Exit(2) from None  # rank 0 printed why
+        except ShipmlError as err:  # this process's own trouble (e.g. its machine lacks the data): say who
+            raise ShipmlError(f"process {distributed.world().rank}: {err}") from None
+        return
+    from shipml.run import Run
+    from shipml.run import train as train_run
+
+    run = Run.resume(resume, quiet=quiet) if resume is not None else train_run(config, overrides=set_ or [],
+                                                                                quiet=quiet)
     typer.echo(str(run.path))
 
 

@@ -5,6 +5,12 @@ processes cost more than they save). Every source of randomness is explicit and 
 epoch order comes from a generator seeded by (seed, epoch), augmentation draws from its own
 generator, dropout from torch's global RNG. A resumed run therefore replays exactly the same
 batches, augmentations and dropout masks as an uninterrupted one.
+
+Several processes (torchrun, `shipml train --nproc N`) run this same loop: `train.batch_size` stays the
+global batch, each rank computes its slice of it (`distributed.share`), DDP averages the gradients, so a
+step equals the one-process step and the learning rate needs no change. Rank 0 validates, logs, saves and
+decides; the others follow its decisions. The loop position is global (step, epoch, global batch), so a
+checkpoint resumes under any process count.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedDataParallelKwargs
 from safetensors.torch import load_file, save
 from torch import nn
 
@@ -34,10 +41,12 @@ from shipml.data.dataset import Dataset
 from shipml.errors import TrainError
 from shipml.tasks.base import Task, Tensors
 from shipml.training.checkpoint import Checkpoint, load_latest, save_checkpoint
+from shipml.training.distributed import Group, World, rank_seed, resolve_backend, share, world
 from shipml.training.optim import build_optimizer, build_scheduler, optimizer_state, restore_optimizer
+from shipml.training.outputs import predict_outputs, to_device
+from shipml.training.records import LoopState, MetricsLog
 
 __all__ = ["LoopState", "TrainResult", "cpu_supports_bf16", "fit", "predict_outputs", "resolve_precision"]
-
 
 
 @dataclass
@@ -58,13 +67,19 @@ def resolve_precision(cfg: TrainConfig, task: Task) -> str:
     return "bf16" if task.prefers_bf16 and cpu_supports_bf16() else "fp32"
 
 
-def _accelerator(mixed_precision: str) -> Accelerator:
+def _accelerator(mixed_precision: str, here: World) -> Accelerator:
     """An Accelerator for this fit. Accelerate keeps its settings in a process-wide singleton that refuses
     a second, different precision; one process may train several models (the Python API, benchmarks,
-    HPO), so the per-model part is reset. The process-group part (PartialState) is kept."""
+    HPO), so the per-model part is reset. The process-group part (PartialState) is kept. Under torchrun
+    Accelerate joins the process group: gloo on CPU, NCCL (one GPU per process) when that backend is chosen;
+    a single process trains on CPU, as it always has."""
     if AcceleratorState._shared_state and AcceleratorState._shared_state.get("_mixed_precision") != mixed_precision:
         AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(cpu=True, mixed_precision=mixed_precision)
+    cpu = here.size == 1 or resolve_backend() == "gloo"
+    # a static graph lets DDP skip parameters the loss never reaches (e.g. a text encoder's pooler) without
+    # searching the autograd graph every step, as find_unused_parameters would
+    ddp = DistributedDataParallelKwargs(static_graph=True)
+    return Accelerator(cpu=cpu, mixed_precision=mixed_precision, kwargs_handlers=[ddp])
 
 
 def _batches_per_epoch(n: int, batch_size: int) -> int:
@@ -80,93 +95,16 @@ def _epoch_order(task: Task, inputs: Tensors, train_idx: np.ndarray, batch_size:
     return task.arrange_epoch(inputs, order, batch_size, g)
 
 
-@torch.no_grad()
-def predict_outputs(model: nn.Module, task: Task, inputs: Tensors, idx: np.ndarray, *, batch_size: int = 256,
-                    precision: str = "fp32") -> torch.Tensor:
-    """Raw model outputs for rows `idx`, in eval mode, batch by batch (float32)."""
-    was_training = model.training
-    model.eval()
-    outs = []
-    gen = torch.Generator()  # unused for eval batches, required by the signature
-    idx = np.asarray(idx)
-    perm = task.inference_order(inputs, idx)  # e.g. by length, so batches pad little
-    order = idx[perm]
-    for start in range(0, len(order), batch_size):
-        b = torch.as_tensor(order[start : start + batch_size])
-        batch = task.make_batch(inputs, b, train=False, gen=gen)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            outs.append(model(**batch).float())
-    model.train(was_training)
-    if not outs:
-        return torch.empty(0)
-    out = torch.empty_like(torch.cat(outs))
-    out[torch.as_tensor(perm)] = torch.cat(outs)  # back to the order of `idx`
-    return out
-
-
-class _Log:
-    """metrics.jsonl: one JSON record per line, appended and flushed as training goes."""
-
-    def __init__(self, path: Path, keep_until_step: int | None) -> None:
-        self.path = path
-        if keep_until_step is None:
-            path.write_text("")
-        else:  # resuming: drop what the killed process logged after the checkpoint (and torn lines)
-            kept = []
-            for line in path.read_text().splitlines() if path.exists() else []:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if rec.get("step", 0) <= keep_until_step:
-                    kept.append(line + "\n")
-            atomic_write_bytes(path, "".join(kept).encode())
-        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
-
-    def write(self, rec: dict[str, Any]) -> None:
-        self._f.write(json.dumps(rec) + "\n")
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
-
-
-@dataclass
-class LoopState:
-    """Where the loop stands; saved as JSON in each checkpoint (`state["loop"]`), so a resumed run picks up
-    at exactly this batch with the same early-stopping bookkeeping. The JSON is the plain dict the loop
-    wrote before this class existed (same keys, same order), so checkpoints on disk stay readable."""
-
-    step: int = 0  # optimizer steps done
-    epoch: int = 0  # epochs done
-    batch: int = 0  # batches of the current epoch done (the next one to run)
-    best: dict[str, Any] | None = None  # {"step", "epoch", "metric", "value"} of the best validation
-    bad_evals: int = 0  # validations since the best one
-    stopped: bool = False  # early stopping triggered
-    seconds: float = 0.0  # loop wall time, summed over the processes that ran it
-    samples: int = 0  # training rows seen, summed likewise
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> LoopState:
-        """Read `to_json`'s dict or an older checkpoint's; keys it does not know are ignored, missing ones
-        take their defaults (a checkpoint written before a field existed)."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
 class _Loop:
     """One fit's moving parts and the steps that advance them. Everything that changes from step to step
     lives in the model, optimizer, scheduler, RNGs and `self.state`, and all of it goes into a checkpoint."""
 
     def __init__(self, task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, precision: str,
-                 model: nn.Module | None, pretrained: bool,
+                 accelerator: Accelerator, group: Group, model: nn.Module | None, pretrained: bool,
                  on_validate: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.task, self.cfg, self.seed, self.precision = task, cfg, seed, precision
         self.on_validate = on_validate
-        self.accelerator = _accelerator("bf16" if precision == "bf16" else "no")
+        self.accelerator, self.group, self.device = accelerator, group, accelerator.device
         self.train_idx, self.val_idx = data.indices("train"), data.indices("val")
         if len(self.train_idx) < 2:
             raise TrainError(
@@ -175,6 +113,7 @@ class _Loop:
         self.inputs = task.encode_dataset(data)
         self.targets = task.encode_targets(data.y())
         self.y_val = data.y("val")
+        # rank 0 alone touches these (a follower of a fresh run does not even know the folder)
         self.ckpt_dir, self.best_path, self.log_path = (run_dir / "checkpoints", run_dir / "best.safetensors",
                                                         run_dir / "metrics.jsonl")
         torch.manual_seed(seed)
@@ -188,42 +127,63 @@ class _Loop:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.raw_model = self.accelerator.unwrap_model(self.model)
         self.aug_gen = torch.Generator().manual_seed(seed + 1)
+        if not group.main:  # the model is rank 0's (DDP broadcasts it); dropout and augmentation are the rank's own
+            self._seed_rank(0)
         es = cfg.early_stopping
         # validation loss by default: on small validation splits it ranks checkpoints far less noisily than accuracy
         self.metric = es.metric or ("loss" if len(self.val_idx) else None)
         self.mode = es.mode if es.mode != "auto" else metric_direction(self.metric or "loss")
         self.state = LoopState()
         self.note = ""  # shown next to the progress bar
-        self.log: _Log | None = None
+        self.log: MetricsLog | None = None
 
     def _restore(self, ckpt: Checkpoint) -> None:
         """Put weights, optimizer, scheduler, both RNGs and the loop position back as `ckpt` saved them."""
         self.raw_model.load_state_dict(ckpt.section("model"))
         restore_optimizer(self.optimizer.optimizer, ckpt.section("optim"), ckpt.state["optimizer"])
         self.scheduler.load_state_dict(ckpt.state["scheduler"])
-        torch.set_rng_state(ckpt.tensors["rng/torch"])
-        self.aug_gen.set_state(ckpt.tensors["rng/aug"])
         self.state = LoopState.from_json(ckpt.state["loop"])
+        rank = self.group.world.rank
+        suffix = f"@{rank}" if rank else ""
+        if f"rng/torch{suffix}" in ckpt.tensors:  # rank 0's, or this rank's from a run with as many processes
+            torch.set_rng_state(ckpt.tensors[f"rng/torch{suffix}"])
+            self.aug_gen.set_state(ckpt.tensors[f"rng/aug{suffix}"])
+        else:  # a checkpoint from fewer processes: this rank's RNGs start afresh, seeded by where it resumes
+            self._seed_rank(self.state.step)
+
+    def _seed_rank(self, step: int) -> None:
+        rank = self.group.world.rank
+        torch.manual_seed(rank_seed(self.seed, step, rank))
+        self.aug_gen.manual_seed(rank_seed(self.seed + 1, step, rank))
 
     def _step(self, order: np.ndarray) -> tuple[float, int]:
         """One optimizer step over the next `grad_accum` batches of `order`; returns the mean loss and the rows
         seen. A loss that is not finite raises before it reaches the weights (nothing is stepped or saved)."""
-        cfg, st = self.cfg, self.state
+        cfg, st, group = self.cfg, self.state, self.group
         first, last = st.batch, min(st.batch + cfg.grad_accum, self.batches)
         loss_sum, rows = 0.0, 0
         for b in range(first, last):
-            idx = torch.as_tensor(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])  # (B,)
-            batch = self.task.make_batch(self.inputs, idx, train=True, gen=self.aug_gen)
+            global_rows = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]  # (B,) the same on every rank
+            mine, weight = share(global_rows, group.world.rank, group.size)
+            idx = torch.as_tensor(mine)  # (B / processes,)
+            batch = to_device(self.task.make_batch(self.inputs, idx, train=True, gen=self.aug_gen), self.device)
             with self.accelerator.autocast():
-                loss = self.task.loss(self.model(**batch), self.targets[idx])
+                data_loss = self.task.loss(self.model(**batch), self.targets[idx].to(self.device))
+            loss = data_loss if weight == 1.0 else data_loss * weight
             if cfg.l1:
                 loss = loss + cfg.l1 * sum(p.abs().sum() for p in self.raw_model.parameters() if p.ndim > 1)
-            value = loss.item()
+            if group.size == 1:
+                value = loss.item()
+            else:  # the global batch's loss, as one process computes it; every rank sees the same value
+                local = data_loss.item() * weight if weight else 0.0
+                value = group.total(local) / group.size + (loss.item() - data_loss.item() * weight)
             if not math.isfinite(value):
-                raise TrainError(self._diverged(value, b))
+                raise group.stop(self._diverged(value, b))
+            # with grad_accum, DDP averages after each batch (averaging is linear, so the sum is the same;
+            # its no_sync does not combine with the static graph chosen in _accelerator)
             self.accelerator.backward(loss / (last - first))
             loss_sum += value
-            rows += len(idx)
+            rows += len(global_rows)
         if cfg.grad_clip:
             self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
@@ -252,7 +212,7 @@ class _Loop:
             return
         assert self.log is not None
         st, es = self.state, self.cfg.early_stopping
-        out = predict_outputs(self.model, self.task, self.inputs, self.val_idx, precision=self.precision)
+        out = predict_outputs(self.raw_model, self.task, self.inputs, self.val_idx, precision=self.precision)
         epoch = round(st.epoch + st.batch / self.batches, 4)
         rec: dict[str, Any] = {"kind": "val", "step": st.step, "epoch": epoch}
         rec["loss"] = float(self.task.loss(out, self.targets[torch.as_tensor(self.val_idx)]))
@@ -279,21 +239,47 @@ class _Loop:
                 st.stopped = True
         self.note = f"val {self.metric} {value:.4f}"
 
+    def _validate_everywhere(self) -> None:
+        """Rank 0 validates (and runs `on_validate`); every rank then holds its decisions (best, patience,
+        early stop), so all stop together. An error there stops every rank."""
+        group, failed = self.group, None
+        if group.main:
+            try:
+                self._validate()
+            except Exception as err:  # re-raised below, after the others are told
+                failed = err
+        if group.size > 1:
+            told = None if failed is None else f"{type(failed).__name__}: {failed}"
+            state, self.note, error = group.broadcast((self.state.to_json(), self.note, told))
+            if error is not None and not group.main:
+                raise group.stop(f"rank 0 stopped at validation ({error})")
+            for k, v in asdict(LoopState.from_json(state)).items():
+                setattr(self.state, k, v)  # in place: run() holds this object
+        if failed is not None:
+            raise failed
+
     def _checkpoint(self) -> None:
-        """Save everything a resumed run needs to replay the rest bit for bit."""
+        """Save everything a resumed run needs to replay the rest bit for bit (rank 0 writes; every rank's
+        RNG states go in, so a resume with as many processes continues each one)."""
+        rngs = self.group.gather((torch.get_rng_state(), self.aug_gen.get_state()))
+        if not self.group.main:
+            return
         opt_tensors, opt_meta = optimizer_state(self.optimizer.optimizer)
-        tensors = {f"model/{k}": v for k, v in self.raw_model.state_dict().items()}
-        tensors |= {f"optim/{k}": v for k, v in opt_tensors.items()}
-        tensors["rng/torch"] = torch.get_rng_state()
-        tensors["rng/aug"] = self.aug_gen.get_state()
+        tensors = {f"model/{k}": v.cpu() for k, v in self.raw_model.state_dict().items()}
+        tensors |= {f"optim/{k}": v.cpu() for k, v in opt_tensors.items()}
+        for rank, (torch_rng, aug_rng) in enumerate(rngs):
+            suffix = f"@{rank}" if rank else ""
+            tensors[f"rng/torch{suffix}"] = torch_rng
+            tensors[f"rng/aug{suffix}"] = aug_rng
         state = {"loop": self.state.to_json(), "optimizer": opt_meta, "scheduler": self.scheduler.state_dict()}
         save_checkpoint(self.ckpt_dir, self.state.step, tensors, state, keep=self.cfg.keep_checkpoints)
 
     def run(self, reporter: Reporter, resumed_from: int | None) -> TrainResult:
         """Train from `self.state` to the last epoch or an early stop; the result holds the final weights."""
-        cfg, st = self.cfg, self.state
-        self.log = _Log(self.log_path, keep_until_step=st.step if resumed_from is not None else None)
-        if resumed_from is None:
+        cfg, st, main = self.cfg, self.state, self.group.main
+        keep = st.step if resumed_from is not None else None
+        self.log = MetricsLog(self.log_path, keep_until_step=keep) if main else None  # rank 0 alone writes the log
+        if resumed_from is None and main:
             self.best_path.unlink(missing_ok=True)
         log_every = max(1, self.steps_per_epoch // 20)
         self.model.train()
@@ -308,7 +294,7 @@ class _Loop:
                         loss, rows = self._step(order)
                         window_n += rows
                         epoch_end = st.batch >= self.batches
-                        if st.step % log_every == 0 or epoch_end:
+                        if (st.step % log_every == 0 or epoch_end) and self.log is not None:
                             now = time.perf_counter()
                             self.log.write({"kind": "train", "step": st.step,
                                             "epoch": round(st.epoch + st.batch / self.batches, 4), "loss": loss,
@@ -319,7 +305,7 @@ class _Loop:
                             st.epoch += 1
                             st.batch = 0
                         if (cfg.eval_every and st.step % cfg.eval_every == 0) or (epoch_end and not cfg.eval_every):
-                            self._validate()
+                            self._validate_everywhere()
                         st.seconds = seconds_before + time.perf_counter() - t0
                         if epoch_end or (cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0) or st.stopped:
                             self._checkpoint()
@@ -327,10 +313,12 @@ class _Loop:
                         if epoch_end:
                             break
         finally:
-            self.log.close()
+            if self.log is not None:
+                self.log.close()
+        self.group.close()  # the others wait for rank 0's last checkpoint, then every process is single again
         seconds = seconds_before + time.perf_counter() - t0
         final = self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)  # plain fp32 forward from here on
-        if st.best is not None and self.best_path.exists():
+        if main and st.best is not None and self.best_path.exists():
             final.load_state_dict(load_file(str(self.best_path)))
         done = st.samples - samples_before
         rate = done / max(seconds - seconds_before, 1e-9) if done else 0.0
@@ -338,7 +326,7 @@ class _Loop:
                            seconds=seconds, samples_per_s=rate, precision=self.precision, resumed_from=resumed_from)
 
 
-def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, resume: bool = False,
+def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path | None, *, seed: int, resume: bool = False,
         reporter: Reporter | None = None, model: nn.Module | None = None,
         on_validate: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train `task`'s model on `data` (task already fitted); checkpoints and logs go to `run_dir`.
@@ -346,18 +334,33 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int
     `model` starts from a given module instead of `task.build_model()` (compression: a pruned model's
     recovery fine-tune, a distillation student); such a fit cannot be resumed. A loss that goes nan/inf
     raises TrainError, so a caller never records a diverged run as trained. `on_validate` sees every validation
-    record (what metrics.jsonl gets); an exception it raises stops the fit there (the checkpoint stays)."""
+    record (what metrics.jsonl gets); an exception it raises stops the fit there (the checkpoint stays).
+
+    Under torchrun every process calls this with the same config, data and fitted task (checked before
+    training); rank 0 passes the run directory and writes to it, the others write nothing and may pass
+    None when not resuming (`distributed.follow`)."""
     reporter = reporter or Reporter(quiet=True)
     if model is not None and resume:
         raise TrainError("a fit that starts from a given model cannot be resumed; start it again")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    here = world()
+    if run_dir is None and (here.main or resume):
+        raise TrainError("fit needs a run directory (only a non-zero rank of a fresh run may go without)")
+    if here.main:
+        assert run_dir is not None
+        run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // here.local_size))
     torch.use_deterministic_algorithms(True, warn_only=True)
     precision = resolve_precision(cfg, task)
-    ckpt, notes = load_latest(run_dir / "checkpoints") if resume else (None, [])
+    accelerator = _accelerator("bf16" if precision == "bf16" else "no", here)  # joins the process group, if any
+    group = Group(accelerator.device)
+    ckpt, notes = load_latest(run_dir / "checkpoints") if resume and run_dir is not None else (None, [])
     for n in notes:
         reporter.warn(n)
-    loop = _Loop(task, data, cfg, run_dir, seed=seed, precision=precision, model=model, pretrained=ckpt is None,
+    group.handshake({"train": cfg.model_dump(mode="json"), "seed": seed, "precision": precision,
+                     "data": data.fingerprint, "task": json.dumps(task.assets(), sort_keys=True, default=str),
+                     "resume": resume, "checkpoint": None if ckpt is None else ckpt.path.name})
+    loop = _Loop(task, data, cfg, run_dir or Path("rank-0-run"), seed=seed, precision=precision,
+                 accelerator=accelerator, group=group, model=model, pretrained=ckpt is None,
                  on_validate=on_validate)
     resumed_from = None
     if ckpt is not None:
