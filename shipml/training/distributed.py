@@ -117,6 +117,7 @@ def launch(nproc: int, args: list[str], backend: str) -> int:
     """Run `python -m shipml <args>` in `nproc` local processes under torch's elastic launcher (torchrun's
     engine, standalone rendezvous on a free local port); returns the exit status to leave with: 0, or the
     first failed process's own status (rank 0 has already printed the error)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -132,6 +133,8 @@ def launch(nproc: int, args: list[str], backend: str) -> int:
     except ChildFailedError as err:
         codes = [f.exitcode for _, f in sorted(err.failures.items())]
         return next((c for c in codes if c > 0), 1)
+    except SignalException as err:  # Ctrl-C / SIGTERM: the launcher has stopped the processes; a checkpoint resumes
+        return 128 + int(err.sigval)
     finally:
         elastic.setLevel(level)
     return 0
