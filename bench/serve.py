@@ -282,13 +282,24 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
 
     async def one(request: bytes, due: float) -> None:
         nonlocal opened
-        if idle:
+        pooled = bool(idle)
+        if pooled:
             conn = idle.pop()
         else:
             conn = await asyncio.open_connection(HOST, port)
             opened += 1
         try:
-            status, version, close = await exchange(*conn, request)
+            try:
+                status, version, close = await exchange(*conn, request)
+            except (OSError, asyncio.IncompleteReadError):
+                if not pooled:
+                    raise
+                # a pooled connection the server closed while idle (uvicorn's keep-alive timeout, 5 s): as HTTP
+                # clients do, send the request again once on a new connection
+                conn[1].close()
+                conn = await asyncio.open_connection(HOST, port)
+                opened += 1
+                status, version, close = await exchange(*conn, request)
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as err:
             rec.errors.append(f"{type(err).__name__}: {err}")
             status, version, close = -1, -1, True
@@ -340,6 +351,8 @@ class Bench:
     warm: float
     busy: float
     max_wait: float
+    serve_args: list[str] = field(default_factory=list)  # given to `shipml serve` in every row but overload
+    raw_repeats: int = 2
     notes: list[str] = field(default_factory=list)
 
     def quiet(self, what: str) -> str:
@@ -368,38 +381,43 @@ class Bench:
         return out
 
 
-def raw_throughput(package: Path, texts: list[str], batch: int, threads: int, repeats: int = 2) -> float:
-    """Rows/s of Package.predict_proba over `texts` at `batch` (tokenization included), no HTTP."""
+def raw_throughput(package: Path, texts: list[str], batch: int, threads: int, repeats: int = 2) -> tuple[float, float]:
+    """Rows/s of Package.predict_proba over `texts` at `batch` (tokenization included), no HTTP; and rows per
+    CPU-second this process used meanwhile (comparable with the server's when the machine is shared)."""
     from shipml.runtime import Package
 
     pkg = Package.open(package, threads=threads)
     pkg.predict_proba(texts[: 2 * batch], batch_size=batch)  # session creation + warm-up
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), own_cpu()
     for _ in range(repeats):
         pkg.predict_proba(texts, batch_size=batch)
     rate = repeats * len(texts) / (time.perf_counter() - t0)
+    per_cpu = repeats * len(texts) / (own_cpu() - cpu0)
     del pkg
     gc.collect()
-    return rate
+    return rate, per_cpu
 
 
 def fmt(x: float, digits: int = 1) -> str:
     return "n/a" if x != x else f"{x:.{digits}f}"
 
 
-def efficiency(b: Bench, packages: dict[str, Path], results: dict[str, Any]) -> None:
-    for name, path in packages.items():
+def efficiency(b: Bench, packages: dict[str, Path], results: dict[str, Any], names: list[str]) -> None:
+    for name in names:
+        path = packages[name]
         state = b.quiet(f"raw onnxruntime {name}")
-        raw = raw_throughput(path, b.texts, 32, threads=os.cpu_count() or 1)
-        print(f"  raw {name}: {raw:.1f} rows/s", flush=True)
-        results[f"raw:{name}"] = {"rps": raw, "state": state}
+        raw, raw_cpu = raw_throughput(path, b.texts, 32, threads=os.cpu_count() or 1, repeats=b.raw_repeats)
+        print(f"  raw {name}: {raw:.1f} rows/s, {raw_cpu:.1f} rows per CPU-s", flush=True)
+        results[f"raw:{name}"] = {"rps": raw, "per_cpu": raw_cpu, "state": state}
         state = b.quiet(f"served {name}")
-        server = shipml_server([f"spam={path}"], free_port(), b.work / f"serve-{name}.log", "--poll-s", "0")
+        server = shipml_server([f"spam={path}"], free_port(), b.work / f"serve-{name}.log", "--poll-s", "0",
+                               *b.serve_args)
         try:
             row = b.load_row(server)
         finally:
             rc = server.stop()
-        row.update(state=state, raw=raw, efficiency=row["rps"] / raw, rc=rc, startup=server.started)
+        row.update(state=state, raw=raw, efficiency=row["rps"] / raw, rc=rc, startup=server.started, raw_cpu=raw_cpu,
+                   cpu_efficiency=(row["rps"] / row["server_cores"]) / raw_cpu)
         results[f"served:{name}"] = row
         print(f"  served {name}: {row['rps']:.1f} req/s, p50 {row['p50']:.1f} ms, p99 {row['p99']:.1f} ms, "
               f"failed {row['failed']}, efficiency {row['efficiency']:.3f}, server {row['server_cores']:.2f} cores, "
@@ -444,7 +462,7 @@ def swap(b: Bench, packages: dict[str, Path], results: dict[str, Any]) -> None:
 
     state = b.quiet("swap under load")
     server = shipml_server(["spam"], free_port(), b.work / "serve-swap.log", "--registry", str(root), "--poll-s",
-                           "0.5")
+                           "0.5", *b.serve_args)
     when = b.warm + b.seconds / 3
     try:
         t_start = time.perf_counter()
@@ -524,7 +542,7 @@ def threads(b: Bench, packages: dict[str, Path], results: dict[str, Any], cases:
     for case in cases:
         state = b.quiet(f"threads {case}")
         server = shipml_server([f"spam={packages['int8']}"], free_port(), b.work / f"serve-threads-{case}.log",
-                               "--poll-s", "0", *THREAD_CASES[case], spin=not case.endswith("-nospin"))
+                               "--poll-s", "0", *b.serve_args, *THREAD_CASES[case], spin=not case.endswith("-nospin"))
         try:
             row = b.load_row(server, seconds=seconds)
         finally:
@@ -571,23 +589,27 @@ def print_tables(b: Bench, results: dict[str, Any], run_desc: str) -> None:
     cores = os.cpu_count()
     naive_rows = {k.split(":", 1)[1]: v for k, v in results.items() if k.startswith("naive:")}
     naive_best = max((v["rps"] for v in naive_rows.values()), default=float("nan"))
+    naive_cpu = max((v["rps"] / v["server_cores"] for v in naive_rows.values()), default=float("nan"))
     t = Table(title=f"spam served on loopback: {b.clients} clients x {b.seconds:.0f} s (after {b.warm:.0f} s warm-up), "
                     f"1 text per request, {len(b.texts)} test-split texts; {run_desc}; {cores} cores")
     for col in ("row", "req/s", "p50 ms", "p99 ms", "failed", "raw ORT rows/s @32", "efficiency", "x naive",
-                "server cores", "generator cores", "others cores", "load before"):
+                "server cores", "req per server CPU-s", "per-CPU efficiency", "per-CPU x naive", "generator cores",
+                "others cores", "load before"):
         t.add_column(col, justify="left" if col in ("row", "load before") else "right")
     for mode, r in naive_rows.items():
         t.add_row(f"naive: FastAPI + eager fp32 PyTorch ({mode})", fmt(r["rps"]), fmt(r["p50"]), fmt(r["p99"]),
                   str(r["failed"]), "", "", fmt(r["rps"] / naive_best, 2), fmt(r["server_cores"], 2),
+                  fmt(r["rps"] / r["server_cores"]), "", fmt(r["rps"] / r["server_cores"] / naive_cpu, 2),
                   fmt(r["gen_cores"], 2), fmt(r["others_cores"], 2), r["state"])
     for name in VARIANTS:
         r = results.get(f"served:{name}")
         if r is None:
             continue
-        t.add_row(f"shipml serve {name} (defaults: 1 session x 2 threads, batch 32, wait 2 ms)", fmt(r["rps"]),
+        t.add_row(f"shipml serve {name} ({' '.join(b.serve_args) or 'defaults'})", fmt(r["rps"]),
                   fmt(r["p50"]), fmt(r["p99"]), str(r["failed"]), fmt(r["raw"]), fmt(r["efficiency"], 3),
-                  fmt(r["rps"] / naive_best, 2), fmt(r["server_cores"], 2), fmt(r["gen_cores"], 2),
-                  fmt(r["others_cores"], 2), r["state"])
+                  fmt(r["rps"] / naive_best, 2), fmt(r["server_cores"], 2), fmt(r["rps"] / r["server_cores"]),
+                  fmt(r.get("cpu_efficiency", float("nan")), 3), fmt(r["rps"] / r["server_cores"] / naive_cpu, 2),
+                  fmt(r["gen_cores"], 2), fmt(r["others_cores"], 2), r["state"])
     if naive_rows or any(k.startswith("served:") for k in results):
         CONSOLE.print(t)
     targets = {"int8": 2.5, "distill+int8": 4.0}
@@ -657,6 +679,10 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="the SpamAssassin folder (default: the run's data.path, "
                     "else fetched from ../shared/data/spamassassin)")
     ap.add_argument("--only", default="efficiency,naive,swap,overload,threads")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="packages of the `efficiency` rows")
+    ap.add_argument("--serve-args", default="", help="extra `shipml serve` options for every row but overload, "
+                    "e.g. '--max-queue-ms 0'")
+    ap.add_argument("--raw-repeats", type=int, default=2, help="passes over the texts for the raw throughput")
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--warm", type=float, default=3.0, help="seconds of load before the measured window")
@@ -686,13 +712,14 @@ def main() -> None:
     packages = variants(run)
     texts = test_texts(run, args.data, args.work)
     print(f"{len(texts)} test texts, median {int(np.median([len(t) for t in texts]))} characters", flush=True)
-    b = Bench(run.path, args.work, texts, args.clients, args.seconds, args.warm, args.busy, args.max_wait)
+    b = Bench(run.path, args.work, texts, args.clients, args.seconds, args.warm, args.busy, args.max_wait,
+              args.serve_args.split(), args.raw_repeats)
     results: dict[str, Any] = {}
     if args.capacity:
         results["capacity"] = args.capacity
     try:
         if "efficiency" in only:
-            efficiency(b, packages, results)
+            efficiency(b, packages, results, args.variants.split(","))
         if "naive" in only:
             naive(b, results, args.naive_modes.split(","))
         if "swap" in only:
