@@ -322,7 +322,7 @@ def serve(
     max_queue: Annotated[int | None, typer.Option(help="Queued requests per version before 503 (default 256).")]
     = None,
     max_queue_ms: Annotated[float | None, typer.Option(help="503 when a request's estimated queue wait is longer "
-                                                       "(default 1000; 0: off).")] = None,
+                                                       "(default 2500; 0: off).")] = None,
     deadline_ms: Annotated[float | None, typer.Option(help="A request not started by then gets 504 (default "
                                                       "10000).")] = None,
     sessions: Annotated[int | None, typer.Option(help="onnxruntime sessions per version (default 1).")] = None,
@@ -444,7 +444,8 @@ def tasks() -> None:
 
 # optional dependencies -> the extra that installs them (pyproject.toml)
 _EXTRAS = {"torch": "train", "accelerate": "train", "safetensors": "train", "onnx": "train", "transformers": "text",
-           "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "psycopg": "postgres", "s3fs": "s3", "optuna": "tune"}
+           "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "psycopg": "postgres", "s3fs": "s3",
+           "optuna": "tune"}
 
 
 def main() -> None:

@@ -91,8 +91,9 @@ class Batcher:
     def width(self) -> int:
         return self.packages[0].predictor.width
 
-    def submit(self, prepared: Prepared, deadline: float) -> Job:
-        """Queue a request's rows; its future gets the (n, k) raw outputs or the request's own error."""
+    def admit(self) -> None:
+        """Refuse a request the queue cannot take (full, or the estimated wait over the limit). Called before a
+        request is decoded and tokenized, so refusing costs almost nothing, and again when it is queued."""
         if self._closing:
             raise ServeError("this version is shutting down; retry the request")
         if len(self.queue) >= self.max_queue:
@@ -101,6 +102,10 @@ class Batcher:
         if self.max_queue_s and wait > self.max_queue_s:
             raise Overloaded(f"the server is at capacity: this request would wait about {wait * 1000:.0f} ms in the "
                              f"queue (limit {self.max_queue_s * 1000:.0f} ms); retry shortly")
+
+    def submit(self, prepared: Prepared, deadline: float) -> Job:
+        """Queue a request's rows; its future gets the (n, k) raw outputs or the request's own error."""
+        self.admit()
         loop = asyncio.get_running_loop()
         job = Job(prepared, loop.create_future(), deadline, time.monotonic(), remaining=len(prepared))
         job.out = np.zeros((len(prepared), self.width), dtype=np.float32)

@@ -84,6 +84,7 @@ async def run_request(st: State, name: str, version: int | None, key: str | None
     status = 500
     try:
         try:
+            loaded.batcher.admit()  # an overloaded server refuses before parsing and tokenizing anything
             raw = decode(loaded.package)
             loop = asyncio.get_running_loop()
             prepared, inputs = await loop.run_in_executor(st.prep_executor, _prepare, loaded.package, raw,

@@ -38,7 +38,7 @@ class ServeSettings:
     max_batch_size: int = 32  # rows per network call
     max_wait_ms: float = 2.0  # how long a batch waits for more requests after its first
     max_queue: int = 256  # requests waiting per version; more get 503 + Retry-After
-    max_queue_ms: float = 1000.0  # 503 when the estimated wait in the queue is longer (0: only max_queue counts)
+    max_queue_ms: float = 2500.0  # 503 when the estimated wait in the queue is longer (0: only max_queue counts)
     max_body_bytes: int = 8 << 20  # larger request bodies get 413 before they are read
     deadline_ms: float = 10_000.0  # a request not started by then gets 504 and is never executed
     sessions: int = 1  # onnxruntime sessions per version, each running batches concurrently
