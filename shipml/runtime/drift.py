@@ -38,19 +38,38 @@ def _kolmogorov_p(d: float, n_eff: float) -> float:
     return float(min(1.0, max(0.0, total)))
 
 
+def _reference_cdf(q: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference CDF given by its 101 quantiles, at `points`: F(x) and its left limit F(x-). A value that
+    several quantiles share is a point mass (e.g. texts cut at max length): the CDF jumps there from the level
+    of its first quantile to that of its last, and runs linearly between neighbouring values."""
+    levels = np.linspace(0, 1, len(q))
+    u, first = np.unique(q, return_index=True)
+    last = len(q) - 1 - np.unique(q[::-1], return_index=True)[1]
+    bottom, top = levels[first], levels[last]
+    j = np.searchsorted(u, points, side="right") - 1  # the last reference value <= x
+    at = (j >= 0) & (u[np.clip(j, 0, len(u) - 1)] == points)
+    inner = (j >= 0) & (j < len(u) - 1)
+    jj = np.clip(j, 0, max(0, len(u) - 2))
+    span = np.where(inner, u[np.minimum(jj + 1, len(u) - 1)] - u[jj], 1.0)
+    frac = np.where(inner, (points - u[jj]) / np.where(span > 0, span, 1.0), 0.0)
+    between = top[jj] + frac * (bottom[np.minimum(jj + 1, len(u) - 1)] - top[jj])
+    cdf = np.where(j < 0, 0.0, np.where(j >= len(u) - 1, 1.0, between))
+    cdf = np.where(at, top[np.clip(j, 0, len(u) - 1)], cdf)
+    left = np.where(at, bottom[np.clip(j, 0, len(u) - 1)], cdf)
+    return cdf, left
+
+
 def ks_test(quantiles: list[float], n_ref: int, values: np.ndarray) -> tuple[float, float]:
     """KS statistic and p-value of live `values` against a reference given by its 101 quantiles."""
     x = np.sort(values[np.isfinite(values)])
     if not len(x) or n_ref <= 0:
         return 0.0, 1.0
     q = np.asarray(quantiles, dtype=np.float64)
-    levels = np.linspace(0, 1, len(q))
-    qu, first_of_reversed = np.unique(q[::-1], return_index=True)
-    top = levels[len(q) - 1 - first_of_reversed]  # at a tied quantile (a point mass) the CDF reaches its top level
-    points = np.unique(np.concatenate([x, qu]))
-    ref_cdf = np.interp(points, qu, top, left=0.0, right=1.0)
-    live_cdf = np.searchsorted(x, points, side="right") / len(x)
-    d = float(np.max(np.abs(live_cdf - ref_cdf)))
+    points = np.unique(np.concatenate([x, q]))
+    ref, ref_left = _reference_cdf(q, points)
+    live = np.searchsorted(x, points, side="right") / len(x)
+    live_left = np.searchsorted(x, points, side="left") / len(x)
+    d = float(max(np.max(np.abs(live - ref)), np.max(np.abs(live_left - ref_left))))
     return d, _kolmogorov_p(d, len(x) * n_ref / (len(x) + n_ref))
 
 

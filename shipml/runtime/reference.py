@@ -5,7 +5,8 @@ One function computes the signals of rows, `signals`, for the export (on trainin
 reference) and for the server (on live requests, to fill the drift window), so both sides measure the same
 thing. Signals per data kind:
 
-    text     tokens (length), rare_share (share of tokens seen in fewer than 2 training texts), unknown_share
+    text     tokens (length), rare_share (share of tokens seen in fewer than 2 training texts; for a training
+             text itself, fewer than 2 others), unknown_share
              ([UNK]), non_ascii_share, digit_share (of characters), urls (count)
     images   brightness, contrast (mean and std of pixels / 255), channel_mean:<r|g|b> for colour images
     table    feature:<name> for every feature (numbers in their units, imputed as the model sees them;
@@ -30,7 +31,8 @@ from shipml.errors import ExportError
 from shipml.runtime.predict import Predictor
 from shipml.runtime.preprocess import Prepared
 
-__all__ = ["REFERENCE", "REFERENCE_ROWS", "build_reference", "common_tokens", "prediction_signals", "signals"]
+__all__ = ["REFERENCE", "REFERENCE_ROWS", "build_reference", "common_tokens", "prediction_signals", "signals",
+           "token_document_counts"]
 
 REFERENCE = "reference.json"
 REFERENCE_ROWS = 5000
@@ -39,14 +41,19 @@ _CHANNELS = ("r", "g", "b")
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 
 
-def common_tokens(prepared: Prepared, vocab: int) -> np.ndarray:
-    """Token ids that occur in at least 2 of the given texts, as a boolean mask over the vocabulary."""
+def token_document_counts(prepared: Prepared, vocab: int) -> np.ndarray:
+    """For each token id, in how many of the given texts it occurs (document frequency)."""
     df = np.zeros(vocab, dtype=np.int64)
     ids, lengths = prepared.arrays["ids"], prepared.arrays["lengths"]
     for row, n in zip(ids, lengths, strict=True):
         body = row[1 : max(1, int(n) - 1)]  # without [CLS] and [SEP]
         df[np.unique(body[(body >= 0) & (body < vocab)])] += 1
-    return df >= 2
+    return df
+
+
+def common_tokens(prepared: Prepared, vocab: int) -> np.ndarray:
+    """Token ids that occur in at least 2 of the given texts, as a boolean mask over the vocabulary."""
+    return token_document_counts(prepared, vocab) >= 2
 
 
 def _mask_b64(mask: np.ndarray) -> str:
@@ -154,8 +161,14 @@ def build_reference(predictor: Predictor, train_prepared: Prepared, heldout_valu
     ref: dict[str, Any] = {"format": 1, "rows": {"inputs": len(train_prepared), "predictions": len(heldout_values)}}
     if predictor.spec["data_kind"] == "text":
         vocab = int(predictor.preprocessor.tokenizer.get_vocab_size())  # type: ignore[attr-defined]
+        df = token_document_counts(train_prepared, vocab)
         ref["vocab"] = vocab
-        ref["common_tokens"] = _mask_b64(common_tokens(train_prepared, vocab))
-    values = signals(predictor, train_prepared, ref) | prediction_signals(predictor, heldout_values)
+        ref["common_tokens"] = _mask_b64(df >= 2)  # what a live text is measured against
+        # a training text's own tokens count towards df: measured against df >= 2 it would look less rare than
+        # any new text of the same kind. Leave it out: for its tokens, "in 2 other texts" is df >= 3.
+        inputs = _text_signals(predictor, train_prepared, df >= 3)
+    else:
+        inputs = signals(predictor, train_prepared, ref)
+    values = inputs | prediction_signals(predictor, heldout_values)
     ref["signals"] = {name: _summary(v) for name, v in values.items()}
     return ref

@@ -55,3 +55,36 @@ def test_image_reference_and_live_signals_use_one_function(tmp_path: Path) -> No
     assert {"brightness", "contrast", "channel_mean:r", "predicted", "confidence"} <= set(ref["signals"])
     live = signals(pkg.predictor, pkg.prepare(255 - rng.integers(0, 128, size=(300, 6, 5, 3), dtype=np.uint8)))
     assert compare(ref, live)["moved"][:1] == ["brightness"]
+
+
+def test_ks_handles_a_point_mass_like_texts_cut_at_max_length() -> None:
+    rng = np.random.default_rng(0)
+
+    def lengths(n: int) -> np.ndarray:
+        v = rng.integers(20, 200, size=n).astype(float)
+        v[rng.random(n) < 0.85] = 128.0  # most texts are cut at the max length
+        return np.minimum(v, 128)
+
+    ref = lengths(2000)
+    quantiles = list(np.quantile(ref, np.linspace(0, 1, 101)))
+    d_own, p_own = ks_test(quantiles, len(ref), ref)
+    assert d_own < 0.01 and p_own > 0.9  # a sample against its own summary: no difference
+    same = lengths(300)
+    d, p = ks_test(quantiles, len(ref), same)
+    assert d == pytest.approx(ks_2samp(same, ref).statistic, abs=0.01) and p > 0.01
+
+
+def test_rare_share_of_training_texts_is_measured_leaving_each_text_out(tmp_path: Path) -> None:
+    from test_runtime_package import text_package
+
+    pkg = Package.open(text_package(tmp_path / "txt")[0])
+    rng = np.random.default_rng(0)
+    vocab = pkg.predictor.preprocessor.tokenizer.get_vocab()
+    words = sorted(w for w in vocab if w.isalpha() and w.isascii() and len(w) > 3)[:15000]
+    zipf = 1.0 / np.arange(1, len(words) + 1)  # word frequencies as in language: many words are seen once
+    texts = [" ".join(rng.choice(words, size=40, p=zipf / zipf.sum())) for _ in range(1200)]
+    train, held = pkg.prepare(texts[:1000]), pkg.prepare(texts[1000:])
+    ref = build_reference(pkg.predictor, train, pkg.predict_proba(held))
+    live = signals(pkg.predictor, held, ref)
+    report = compare(ref, live)
+    assert "rare_share" not in report["moved"], report["signals"]["rare_share"]  # same kind of text: no drift
