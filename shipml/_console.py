@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["Reporter", "print_summary"]
+__all__ = ["Reporter", "print_summary", "table"]
 
 
 class _Bar:
@@ -78,3 +78,15 @@ def print_summary(title: str, head: str, metrics: dict[str, Any], confidence: fl
             ci += f" {v['ci_method']}"
         table.add_row(name, f"{v['value']:.4f}", ci)
     Console(stderr=True).print(table)
+
+
+def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A Rich table of strings, printed (command output, not progress: not silenced by --quiet)."""
+    from rich.table import Table
+
+    out = Table(title=title, title_justify="left")
+    for col in columns:
+        out.add_column(col)
+    for row in rows:
+        out.add_row(*row)
+    Console().print(out)

@@ -43,10 +43,11 @@ ALLOWED: dict[str, set[str]] = {
     },
     "registry": {"errors", "config", "core", "data", "runtime", "evaluate"},
     "serve": {"errors", "core", "runtime", "registry", "__init__"},
-    "tune": {"errors", "config", "core", "tasks", "run", "__init__"},
+    "tune": {"errors", "config", "core", "tasks", "run", "_console", "__init__"},
     "quickstart": {"errors", "config", "core", "run", "export", "compress", "runtime", "_console"},
     "scaffold": {"errors", "config", "core", "data", "tasks"},
     "cli": {"*"},
+    "cli_ship": {"*"},
     "__main__": {"cli"},
     "__init__": {"errors", "config", "run", "tasks"},
 }

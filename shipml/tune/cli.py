@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from shipml._console import table
 from shipml.errors import ConfigError
 
 __all__ = ["parse_duration", "show_command", "tune_command"]
@@ -19,18 +20,6 @@ def parse_duration(text: str | None) -> float | None:
     if not m or float(m.group(1)) <= 0:
         raise ConfigError(f"--timeout {text!r}: give a duration like 90s, 30m or 2h")
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
 
 
 def tune_command(config: Path, *, trials: int | None, timeout: str | None, storage: str | None, study: str | None,
@@ -71,8 +60,8 @@ def show_command(name: str, storage: str | None, config: Path | None, top: int =
         note = (t["error"] or "")[:60] if t["state"] == "fail" else (f"{t['epochs']} epochs" if t["epochs"] else "")
         seconds = "–" if t["seconds"] is None else f"{t['seconds']:.0f}"
         rows.append([str(t["number"]), t["state"], value, params, seconds, note])
-    _table(f"study {name}: validation {metric}", ["trial", "state", metric, "params", "s", "note"], rows)
+    table(f"study {name}: validation {metric}", ["trial", "state", metric, "params", "s", "note"], rows)
     imp = importances(study_obj)
     if imp:
-        _table("parameter importances (fANOVA)", ["parameter", "importance"],
+        table("parameter importances (fANOVA)", ["parameter", "importance"],
                [[k, f"{v:.3f}"] for k, v in imp.items()])
