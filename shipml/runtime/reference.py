@@ -22,6 +22,7 @@ confident than it will ever be live.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from typing import Any
 
@@ -60,6 +61,7 @@ def _mask_b64(mask: np.ndarray) -> str:
     return base64.b64encode(np.packbits(mask.astype(np.uint8)).tobytes()).decode()
 
 
+@functools.lru_cache(maxsize=8)  # decoded once per package, not on every request (a str caches its own hash)
 def _mask_from(text: str, vocab: int) -> np.ndarray:
     try:
         return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:vocab].astype(bool)
