@@ -12,6 +12,8 @@ from pathlib import Path
 
 from servers import serving
 
+from shipml.serve.protocol import MAX_ROWS
+
 ROW = {"x": 1.0, "y": 2.0, "colour": "red"}
 
 
@@ -25,10 +27,11 @@ def _flood(server, n: int, rows: int = 32) -> list[tuple[int, dict, float]]:
         return list(pool.map(one, range(n)))
 
 
-def _batch_calls(server) -> float:
+def _batch_metric(server, field: str) -> float:
+    """shipml_batch_rows_<field> of the slow model: `count` = network calls run, `sum` = rows run."""
     text = server.call("GET", "/metrics")[2]
     return float(next((line.split()[-1] for line in text.splitlines()
-                       if line.startswith('shipml_batch_rows_count{model="slow"')), 0))
+                       if line.startswith(f'shipml_batch_rows_{field}{{model="slow"')), 0))
 
 
 def test_a_full_queue_answers_503_fast(packages: dict[str, Path], tmp_path: Path) -> None:
@@ -56,16 +59,23 @@ def test_admission_refuses_what_would_wait_too_long(packages: dict[str, Path], t
 
 
 def test_a_request_past_its_deadline_is_never_run(packages: dict[str, Path], tmp_path: Path) -> None:
+    # A blocker of MAX_ROWS (1024) rows runs as 32 calls of 32 (~15 ms each here); requests sent once its first call
+    # is done wait behind the other 31, longer than their 150 ms deadline however fast or slow the machine is.
     args = [f"slow={packages['slow']}", "--deadline-ms", "150", "--max-batch-size", "32", "--max-wait-ms", "0",
             "--max-queue-ms", "0"]  # no admission estimate: every request is let in, the deadline decides
     with serving(args, tmp_path) as server:
-        before = _batch_calls(server)
-        results = _flood(server, 12)
+        rows_before = _batch_metric(server, "sum")
+        with ThreadPoolExecutor(1) as pool:
+            blocker = pool.submit(_flood, server, 1, MAX_ROWS)
+            while _batch_metric(server, "sum") == rows_before and not blocker.done():
+                time.sleep(0.005)
+            results = _flood(server, 6)
+            blocked = blocker.result()
         time.sleep(0.5)  # anything still queued would have run by now
-        after = _batch_calls(server)
-    codes = [s for s, _, _ in results]
-    assert 504 in codes and 200 in codes, codes
-    assert after - before == codes.count(200)  # one call per answered request (32 rows each): the 504s never ran
+        ran = _batch_metric(server, "sum") - rows_before
+    assert [s for s, _, _ in blocked] == [200]  # started before its deadline: runs to the end
+    assert [s for s, _, _ in results] == [504] * 6, results
+    assert ran == MAX_ROWS  # only the blocker's rows ran: the 504s never did
 
 
 def test_sigterm_drains_queued_and_running_requests(packages: dict[str, Path], tmp_path: Path) -> None:
