@@ -82,6 +82,7 @@ class Batcher:
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _closing: bool = False
     busy: int = 0  # workers running a batch now
+    taken: int = 0  # rows the workers have taken off the queue that are not done yet (running or next in the batch)
     row_s: float | None = None  # seconds per row of recent network calls (moving average), for admission
 
     def start(self) -> None:
@@ -114,11 +115,12 @@ class Batcher:
         return job
 
     def expected_wait(self) -> float:
-        """Seconds a request queued now would wait before its batch starts: the rows ahead of it at the recent
-        seconds per row, over the sessions. 0 with an empty queue, or before a first call has been timed."""
+        """Seconds a request queued now would wait before its batch starts: the rows ahead of it (queued, and
+        taken by a worker but not done) at the recent seconds per row, over the sessions. 0 when nothing is ahead,
+        or before a first call has been timed."""
         if self.row_s is None:
             return 0.0
-        return sum(len(j) for j in self.queue) * self.row_s / len(self.packages)
+        return (sum(len(j) for j in self.queue) + self.taken) * self.row_s / len(self.packages)
 
     async def drain(self) -> None:
         """Finish everything queued, then stop the workers."""
@@ -237,14 +239,20 @@ class Batcher:
                     return
                 continue
             self.busy += 1
+            left = sum(len(j) for j in jobs)
+            self.taken += left
             try:
                 for parts in self._groups(jobs):
                     live = [(j, r) for j, r in parts if not j.failed]
                     if live:
                         await self._call(pkg, live)
+                    done = sum(len(r) for _, r in parts)
+                    self.taken -= done
+                    left -= done
             except Exception as err:  # a bug here must not kill the worker: fail this batch, keep serving
                 for job in jobs:
                     self._fail(job, err)
             finally:
+                self.taken -= left
                 self.busy -= 1
 

@@ -58,6 +58,25 @@ def test_admission_refuses_what_would_wait_too_long(packages: dict[str, Path], t
     assert headers.get("retry-after") == "1"
 
 
+def test_admission_counts_the_rows_already_running(packages: dict[str, Path], tmp_path: Path) -> None:
+    # The queue is empty while a 1024-row blocker runs (~0.5 s of calls), so only the rows taken by the worker
+    # make the estimated wait exceed 100 ms: a request sent then is refused, one sent after it is let in.
+    args = [f"slow={packages['slow']}", "--max-batch-size", "32", "--max-wait-ms", "0", "--max-queue-ms", "100"]
+    with serving(args, tmp_path) as server:
+        assert _flood(server, 1)[0][0] == 200  # times a call: the estimate starts from it
+        rows_before = _batch_metric(server, "sum")
+        with ThreadPoolExecutor(1) as pool:
+            blocker = pool.submit(_flood, server, 1, MAX_ROWS)
+            while _batch_metric(server, "sum") == rows_before and not blocker.done():
+                time.sleep(0.005)
+            during = _flood(server, 1)
+            blocked = blocker.result()
+        after = _flood(server, 1)
+    assert [s for s, _, _ in blocked] == [200]
+    assert [s for s, _, _ in during] == [503], during
+    assert [s for s, _, _ in after] == [200]
+
+
 def test_a_request_past_its_deadline_is_never_run(packages: dict[str, Path], tmp_path: Path) -> None:
     # A blocker of MAX_ROWS (1024) rows runs as 32 calls of 32 (~15 ms each here); requests sent once its first call
     # is done wait behind the other 31, longer than their 150 ms deadline however fast or slow the machine is.
