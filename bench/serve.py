@@ -476,11 +476,16 @@ def swap(b: Bench, packages: dict[str, Path], results: dict[str, Any]) -> None:
     end = a["start"] + a["latency"]
     first_v2 = float(end[(a["version"] == v2)].min()) if (a["version"] == v2).any() else float("nan")
     last_v1 = float(end[(a["version"] == v1)].max()) if (a["version"] == v1).any() else float("nan")
+    bad = a["status"] != 200
+    phases = {"before the move": end < alias_at, "move to last v1 answer": (end >= alias_at) & (end <= last_v1),
+              "after": end > last_v1}
+    failed_when = {k: int((bad & m).sum()) for k, m in phases.items()}
     row.update(state=state, rc=rc, v1=v1, v2=v2, per_version=per_version, alias_at=alias_at,
-               first_v2=first_v2, last_v1=last_v1, all_failed=int((a["status"] != 200).sum()))
+               first_v2=first_v2, last_v1=last_v1, all_failed=int(bad.sum()), failed_when=failed_when)
     results["swap"] = row
     print(f"  swap: answers per version {per_version}, failed {row['all_failed']}, alias moved at {alias_at:.1f} s, "
-          f"first v{v2} answer at {first_v2:.2f} s, last v{v1} answer at {last_v1:.2f} s", flush=True)
+          f"first v{v2} answer at {first_v2:.2f} s, last v{v1} answer at {last_v1:.2f} s; failed {failed_when}",
+          flush=True)
 
 
 def overload(b: Bench, packages: dict[str, Path], results: dict[str, Any], cases: list[str],

@@ -83,7 +83,18 @@ class Batcher:
     _closing: bool = False
     busy: int = 0  # workers running a batch now
     taken: int = 0  # rows the workers have taken off the queue that are not done yet (running or next in the batch)
-    row_s: float | None = None  # seconds per row of recent network calls (moving average), for admission
+    _recent: tuple[float, float] | None = None  # moving averages of (seconds, rows) per network call
+
+    @property
+    def row_s(self) -> float | None:
+        """Seconds per row of recent network calls, for admission: the averages' ratio, so each call counts by its
+        rows (length grouping makes small calls, whose per-row time is several times a full call's)."""
+        return None if self._recent is None else self._recent[0] / self._recent[1]
+
+    def timed(self, seconds: float, rows: int) -> None:
+        """Record a network call's duration for the admission estimate."""
+        old = self._recent or (seconds, max(1, rows))
+        self._recent = (0.9 * old[0] + 0.1 * seconds, 0.9 * old[1] + 0.1 * max(1, rows))
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work(pkg)) for pkg in self.packages]
@@ -118,9 +129,10 @@ class Batcher:
         """Seconds a request queued now would wait before its batch starts: the rows ahead of it (queued, and
         taken by a worker but not done) at the recent seconds per row, over the sessions. 0 when nothing is ahead,
         or before a first call has been timed."""
-        if self.row_s is None:
+        row_s = self.row_s
+        if row_s is None:
             return 0.0
-        return (sum(len(j) for j in self.queue) + self.taken) * self.row_s / len(self.packages)
+        return (sum(len(j) for j in self.queue) + self.taken) * row_s / len(self.packages)
 
     async def drain(self) -> None:
         """Finish everything queued, then stop the workers."""
@@ -212,8 +224,7 @@ class Batcher:
             await self._call(pkg, parts[half:])
             return
         seconds = time.perf_counter() - start
-        per_row = seconds / max(1, len(out))
-        self.row_s = per_row if self.row_s is None else 0.8 * self.row_s + 0.2 * per_row
+        self.timed(seconds, len(out))
         self.on_batch(BatchStats(len(out), len(parts), seconds))
         at = 0
         for job, rows in parts:

@@ -109,3 +109,21 @@ def test_sigterm_drains_queued_and_running_requests(packages: dict[str, Path], t
     assert [s for s, _, _ in results] == [200] * 8, results
     assert code == 0, server.output()
     assert "Waiting for" in server.output() or "Shutting down" in server.output()
+
+
+def test_the_admission_estimate_weighs_calls_by_their_rows() -> None:
+    # Length grouping cuts a batch into a full call and small leftovers; a 1-row call costs several times a row of
+    # a full one. Per-call per-row averages let the leftovers dominate (measured on SpamAssassin: an estimate 2.5x
+    # the real wait, and 64 clients refused at --max-queue-ms 2500); counted by rows, they barely move it.
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    from shipml.serve.batcher import Batcher
+
+    b = Batcher([object()], Pool(1), max_batch_size=32, max_wait_s=0.0, max_queue=8, max_queue_s=1.0)
+    assert b.row_s is None and b.expected_wait() == 0.0
+    for _ in range(20):
+        b.timed(0.32, 32)  # full calls: 10 ms a row
+        b.timed(0.03, 1)  # a leftover row: 30 ms
+    assert abs(b.row_s - 0.35 / 33) < 1e-3, b.row_s  # ~10.6 ms, not ~20 ms
+    b.taken = 64
+    assert abs(b.expected_wait() - 64 * b.row_s) < 1e-9
