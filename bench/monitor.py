@@ -572,9 +572,13 @@ def overhead(args: argparse.Namespace) -> None:
             f"server {row['server_cores']:.2f} cores, generator {row['gen_cores']:.2f}, others "
             f"{row['others_cores']:.2f}, load after {row['load_after']}")
     (args.work / "overhead.json").write_text(json.dumps(rows, indent=1))
+    from shipml.serve import ServeSettings
+
+    dflt = ServeSettings(models=("spam",))
     say(f"\n### Overhead: monitoring on vs off\n\nspam package {pkg}, {args.clients} keep-alive clients, "
         f"{args.seconds:.0f} s measured after {args.warm:.0f} s warm-up, 1 text per request from {source}; "
-        f"server defaults (1 session x {os.cpu_count()} threads, batch 32, wait 2 ms), --poll-s 0; "
+        f"server defaults ({dflt.session_count()} session(s) x {dflt.session_threads()} thread(s), batch "
+        f"{dflt.max_batch_size}, wait {dflt.max_wait_ms:g} ms), --poll-s 0; "
         f"{os.cpu_count()} cores\n")
     say("| run | monitoring | req/s | p50 ms | p99 ms | failed | server cores | generator cores | others cores | "
         "before the run | load after | drift status at the end |")

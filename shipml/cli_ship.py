@@ -129,7 +129,8 @@ def serve(
                                                        "(default 2500; 0: off).")] = None,
     deadline_ms: Annotated[float | None, typer.Option(help="A request not started by then gets 504 (default "
                                                       "10000).")] = None,
-    sessions: Annotated[int | None, typer.Option(help="onnxruntime sessions per version (default 1).")] = None,
+    sessions: Annotated[int | None, typer.Option(help="onnxruntime sessions per version (default: 2 where a worker "
+                                                 "has 2 or more cores, else 1).")] = None,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads per session (default: cores / "
                                                 "sessions).")] = None,
     poll_s: Annotated[float | None, typer.Option(help="Seconds between reads of the registry's aliases "

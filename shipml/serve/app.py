@@ -148,7 +148,7 @@ def create_app(settings: ServeSettings, sources: list[Source] | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        executor = ThreadPoolExecutor(max(1, settings.sessions), thread_name_prefix="shipml-infer")
+        executor = ThreadPoolExecutor(settings.session_count(), thread_name_prefix="shipml-infer")
         prep = ThreadPoolExecutor(2, thread_name_prefix="shipml-prep")
         holder: dict[str, Any] = {}
         metrics = ServerMetrics(lambda: [v for s in holder["models"].slots.values()

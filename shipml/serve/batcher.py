@@ -126,13 +126,16 @@ class Batcher:
         return job
 
     def expected_wait(self) -> float:
-        """Seconds a request queued now would wait before its batch starts: the rows ahead of it (queued, and
-        taken by a worker but not done) at the recent seconds per row, over the sessions. 0 when nothing is ahead,
-        or before a first call has been timed."""
+        """Seconds a request queued now would wait before its batch starts: the rows ahead of it (queued, and,
+        when no session is free, taken by the running batches but not done) at the recent seconds per row, over
+        the sessions. 0 when nothing is ahead, or before a first call has been timed."""
         row_s = self.row_s
         if row_s is None:
             return 0.0
-        return (sum(len(j) for j in self.queue) + self.taken) * row_s / len(self.packages)
+        ahead = sum(len(j) for j in self.queue)
+        if self.busy >= len(self.packages):  # every session is running a batch: their rows are ahead too
+            ahead += self.taken
+        return ahead * row_s / len(self.packages)
 
     async def drain(self) -> None:
         """Finish everything queued, then stop the workers."""

@@ -185,7 +185,7 @@ class ModelSet:
         """Open, create sessions and warm up (in a thread): any failure means this version gets no traffic."""
         path = source.open(want)
         threads = self.settings.session_threads()
-        pkgs = [Package.open(path, threads=threads) for _ in range(self.settings.sessions)]
+        pkgs = [Package.open(path, threads=threads) for _ in range(self.settings.session_count())]
         for pkg in pkgs:
             for rows in sorted({1, self.settings.max_batch_size}):
                 proba = pkg.predict_proba(warmup_input(pkg, rows), batch_size=rows)

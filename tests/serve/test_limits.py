@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from servers import serving
 
 from shipml.serve.protocol import MAX_ROWS
@@ -58,10 +59,14 @@ def test_admission_refuses_what_would_wait_too_long(packages: dict[str, Path], t
     assert headers.get("retry-after") == "1"
 
 
-def test_admission_counts_the_rows_already_running(packages: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sessions", "during_code"), [(1, 503), (2, 200)])
+def test_admission_counts_the_rows_already_running(packages: dict[str, Path], tmp_path: Path, sessions: int,
+                                                   during_code: int) -> None:
     # The queue is empty while a 1024-row blocker runs (~0.5 s of calls), so only the rows taken by the worker
-    # make the estimated wait exceed 100 ms: a request sent then is refused, one sent after it is let in.
-    args = [f"slow={packages['slow']}", "--max-batch-size", "32", "--max-wait-ms", "0", "--max-queue-ms", "100"]
+    # make the estimated wait exceed 100 ms: with one session a request sent then is refused, one sent after it
+    # is let in; with two, the free session runs it at once, so it is let in.
+    args = [f"slow={packages['slow']}", "--max-batch-size", "32", "--max-wait-ms", "0", "--max-queue-ms", "100",
+            "--sessions", str(sessions), "--threads", "1"]
     with serving(args, tmp_path) as server:
         assert _flood(server, 1)[0][0] == 200  # times a call: the estimate starts from it
         rows_before = _batch_metric(server, "sum")
@@ -73,7 +78,7 @@ def test_admission_counts_the_rows_already_running(packages: dict[str, Path], tm
             blocked = blocker.result()
         after = _flood(server, 1)
     assert [s for s, _, _ in blocked] == [200]
-    assert [s for s, _, _ in during] == [503], during
+    assert [s for s, _, _ in during] == [during_code], during
     assert [s for s, _, _ in after] == [200]
 
 
@@ -81,7 +86,8 @@ def test_a_request_past_its_deadline_is_never_run(packages: dict[str, Path], tmp
     # A blocker of MAX_ROWS (1024) rows runs as 32 calls of 32 (~15 ms each here); requests sent once its first call
     # is done wait behind the other 31, longer than their 150 ms deadline however fast or slow the machine is.
     args = [f"slow={packages['slow']}", "--deadline-ms", "150", "--max-batch-size", "32", "--max-wait-ms", "0",
-            "--max-queue-ms", "0"]  # no admission estimate: every request is let in, the deadline decides
+            "--max-queue-ms", "0",  # no admission estimate: every request is let in, the deadline decides
+            "--sessions", "1"]  # one worker: the blocker holds it
     with serving(args, tmp_path) as server:
         rows_before = _batch_metric(server, "sum")
         with ThreadPoolExecutor(1) as pool:
@@ -125,5 +131,7 @@ def test_the_admission_estimate_weighs_calls_by_their_rows() -> None:
         b.timed(0.32, 32)  # full calls: 10 ms a row
         b.timed(0.03, 1)  # a leftover row: 30 ms
     assert abs(b.row_s - 0.35 / 33) < 1e-3, b.row_s  # ~10.6 ms, not ~20 ms
-    b.taken = 64
+    b.taken = 64  # rows of a running batch: ahead of a new request only while no session is free
+    assert b.expected_wait() == 0.0
+    b.busy = 1
     assert abs(b.expected_wait() - 64 * b.row_s) < 1e-9
