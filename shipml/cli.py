@@ -143,6 +143,42 @@ def predict(
 
 
 @app.command()
+def generate(
+    source: Annotated[Path, typer.Argument(help="An image-generation run directory, or its package.")],
+    class_: Annotated[str | None, typer.Option("--class", help="The class to draw (a conditional generator); "
+                                               "leave out for an unconditional one.")] = None,
+    n: Annotated[int, typer.Option("--n", help="How many images (1-1024).")] = 64,
+    seed: Annotated[int, typer.Option(help="Noise seed: the same seed draws the same images.")] = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write: one image for --n 1, else a grid.")
+                      ] = Path("generated.png"),
+) -> None:
+    """Draw new images from an image-generation run (PyTorch) or its package (onnxruntime alone); the same seed
+    draws the same images from both."""
+    from shipml.runtime.generate import grid_png, png
+
+    if not source.exists():
+        raise ShipmlError(f"{source} does not exist; give an image-generation run directory (runs/<id>) or its "
+                          "package (runs/<id>/package)")
+    if not output.parent.is_dir():
+        raise ShipmlError(f"--output {output}: the folder {output.parent} does not exist")
+    if (source / "signature.json").is_file():
+        from shipml.runtime import Package
+
+        images = Package.open(source).generate(class_, n, seed)
+    else:
+        from shipml.run import Run
+
+        run = Run(source)
+        if run.task.kind != "generation":
+            raise ShipmlError(f"{source} is a {run.task.name} run; `shipml generate` needs an image-generation run")
+        images = run.generate(class_, n, seed)
+    from shipml.core.files import atomic_write_bytes
+
+    atomic_write_bytes(output, png(images[0]) if n == 1 else grid_png(images))
+    typer.echo(str(output))
+
+
+@app.command()
 def export(
     run: RunDir,
     out: Annotated[Path | None, typer.Option("--out", help="Where to write (default: RUN/package, or RUN/triton "

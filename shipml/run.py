@@ -287,6 +287,22 @@ class Run:
     def predictor(self) -> Predictor:
         return Predictor(self.spec(), self.path / "model", where=self.path)
 
+    def generate(self, label: str | int | None, n: int = 1, seed: int = 0) -> np.ndarray:
+        """(n, H, W, C) uint8 images of class `label` from an image-generation run (None: unconditional), drawn
+        from `seed` alone: its package draws the same images (`Package.generate`)."""
+        from shipml.runtime.generate import ImageGenerator
+        from shipml.tasks.gan import to_uint8
+
+        generator = ImageGenerator(self.spec(), where=self.path)
+        model = self.model
+
+        def network(feeds: dict[str, np.ndarray]) -> np.ndarray:
+            with torch.inference_mode():
+                out = model(torch.from_numpy(feeds["noise"]), torch.from_numpy(feeds["class"]))
+            return to_uint8(out).numpy()
+
+        return generator.generate(label, n, seed, network)
+
     def predict(self, x: Any, *, batch_size: int = 32) -> pd.DataFrame:
         """Predict for new data, through the same input path a package uses (`shipml.runtime`): a DataFrame,
         row dicts or a table file (tabular and text tasks; text tasks also take a list of strings and raw

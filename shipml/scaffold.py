@@ -132,7 +132,7 @@ def config_reference() -> str:
     """docs/config.md: one table per config section, from the pydantic models' defaults and descriptions."""
     from pydantic_core import PydanticUndefined
 
-    from shipml.config import CNNConfig, Config, MLPConfig, TransformerConfig
+    from shipml.config import CNNConfig, Config, GANConfig, MLPConfig, TransformerConfig
 
     lines = [_REFERENCE_HEAD]
 
@@ -159,7 +159,7 @@ def config_reference() -> str:
             table(sub_title, sub, set())
 
     table("(top level)", Config, {"model"})
-    for arch_model in (CNNConfig, MLPConfig, TransformerConfig):
+    for arch_model in (CNNConfig, MLPConfig, TransformerConfig, GANConfig):
         arch = arch_model.model_fields["arch"].default
         table(f"model (arch: {arch})", arch_model, {"arch"})
     return "\n".join(lines).rstrip() + "\n"

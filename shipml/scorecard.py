@@ -84,6 +84,10 @@ def score(run_dir: Path, cfg: Config, task: Task, model: Any, data: Dataset, *, 
     (the caller saves it with the task when it differs from `task.prep["decision"]`; `task` is not changed).
     `test=False` scores validation only (no baseline, no predictions): a tuning trial must not see the test
     split, which is scored once, for the chosen configuration (shipml/tune)."""
+    if task.kind == "generation":  # no labels to predict: the samples are judged (shipml/judge.py)
+        from shipml.judge import score_generation
+
+        return score_generation(run_dir, cfg, task, model, data, reporter=reporter), None
     ev = cfg.evaluate
     inputs = task.encode_dataset(data)
     proba = {s: task.postprocess(predict_outputs(model, task, inputs, data.indices(s)))

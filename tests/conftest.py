@@ -107,6 +107,16 @@ def text_run(email_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                    "train": {"epochs": 2, "batch_size": 8, "lr": 1e-4}}, tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def generation_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sklearn's 8x8 digits, a narrow conditional DCGAN for 3 epochs, judged by a 2-epoch CNN on 200 + 200 real
+    images (seconds; the samples are blobs, which is all the plumbing tests need)."""
+    return _train({"name": "digits-gan", "data": {"path": "sklearn:digits"}, "task": {"name": "image-generation"},
+                   "model": {"arch": "dcgan", "width": 8, "z_dim": 16, "grid": 4},
+                   "train": {"epochs": 3, "batch_size": 64, "lr": 2e-4, "schedule": "constant", "threads": 1},
+                   "evaluate": {"judge": {"epochs": 2, "samples": 200}}}, tmp_path_factory)
+
+
 # ---------------------------------------------------------------------------------------------- catalogs
 BACKENDS = ["sqlite", "postgres"]
 

@@ -48,11 +48,16 @@ class Compressor(ABC):
 
     @classmethod
     def supports(cls, task: Task | type[Task]) -> bool:
-        """Whether the task family implements every hook this method needs."""
-        return all(task.implements(hook) for hook in cls.needs)
+        """Whether the task family can be compressed at all (`Task.compressible`) and implements every hook this
+        method needs."""
+        return task.compressible and all(task.implements(hook) for hook in cls.needs)
 
     def check(self, task: Task) -> None:
         """Raise ConfigError, naming the methods that do apply, when this method cannot apply to `task`."""
+        if not task.compressible:
+            raise ConfigError(f"task {task.name!r} does not support {self.name}: the compression frontier scores "
+                              "variants on labelled test rows, and a generator's outputs are new images; export the "
+                              "fp32 package (`shipml export`) instead")
         missing = [h for h in self.needs if not task.implements(h)]
         if missing:
             usable = [n for n in list_compressors() if get_compressor_class(n).supports(task)]

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shipml.config.gan import GANConfig, JudgeConfig
+
 __all__ = [
     "MODEL_ARCHS",
     "ArchiveConfig",
@@ -21,6 +23,8 @@ __all__ = [
     "EarlyStoppingConfig",
     "EmailConfig",
     "EvaluateConfig",
+    "GANConfig",
+    "JudgeConfig",
     "MLPConfig",
     "ModelConfig",
     "PruneConfig",
@@ -239,10 +243,10 @@ class TransformerConfig(_Section):
     )
 
 
-ModelConfig = Annotated[CNNConfig | MLPConfig | TransformerConfig, Field(discriminator="arch")]
+ModelConfig = Annotated[CNNConfig | MLPConfig | TransformerConfig | GANConfig, Field(discriminator="arch")]
 # arch name -> its section, for messages that name the architecture a field belongs to
 MODEL_ARCHS: dict[str, type[BaseModel]] = {
-    m.model_fields["arch"].default: m for m in (CNNConfig, MLPConfig, TransformerConfig)
+    m.model_fields["arch"].default: m for m in (CNNConfig, MLPConfig, TransformerConfig, GANConfig)
 }
 
 
@@ -301,6 +305,8 @@ class EvaluateConfig(_Section):
         )
     )
     misclassified: int = Field(24, ge=0, description="How many wrong test predictions the report shows.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="Image generation: the classifier that "
+                               "judges the samples (FID, precision/recall, requested-class share, coverage).")
 
 
 class PruneConfig(_Section):

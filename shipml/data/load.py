@@ -31,7 +31,7 @@ __all__ = ["load_dataset", "read_table_logged", "resolve_source"]
 
 Kind = Literal["table", "images", "text"]
 Found = Literal["table", "images", "emails"]  # what the path holds
-TaskKind = Literal["classification", "regression"]
+TaskKind = Literal["classification", "regression", "generation"]
 _WHAT = {"table": "rows", "images": "images", "text": "texts"}  # how log lines name the rows
 
 
@@ -43,6 +43,8 @@ def load_dataset(cfg: DataConfig, *, seed: int, task_kind: TaskKind, kind: Kind 
     table). Text comes from a table's `data.text_column` or from a folder of raw emails.
     """
     log = CleaningLog()
+    if task_kind == "generation":  # a generator learns labelled images: classes are read, checked and stratified
+        task_kind = "classification"
     if cfg.format == "images" and kind in ("table", "text"):
         raise DataError(f"data.format is images, but this task reads {kind}; use an image task")
     if cfg.format == "emails" and kind in ("table", "images"):

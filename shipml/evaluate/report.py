@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shipml.errors import ConfigError
-from shipml.evaluate import report_examples, report_frontier, report_provenance, report_sections
+from shipml.evaluate import report_examples, report_frontier, report_generation, report_provenance, report_sections
 from shipml.evaluate.report_html import Section, esc
 from shipml.evaluate.rundir import RunFiles, dig, read_run
 
@@ -29,6 +29,17 @@ _SECTIONS: tuple[Callable[[RunFiles], Section], ...] = (
     report_examples.examples,
     report_sections.learning_curves,
     report_frontier.frontier,
+    report_provenance.data,
+    report_provenance.environment,
+    report_provenance.config,
+)
+
+# an image-generation run: no predictions to compare; the judged sample quality and the sample grids instead
+_GENERATION_SECTIONS: tuple[Callable[[RunFiles], Section], ...] = (
+    report_sections.overview,
+    report_generation.quality,
+    report_generation.samples,
+    report_sections.learning_curves,
     report_provenance.data,
     report_provenance.environment,
     report_provenance.config,
@@ -69,7 +80,8 @@ details.msg pre { white-space: pre-wrap; max-height: 28em; overflow-y: auto; mar
 
 def render_report(files: RunFiles) -> str:
     """The whole HTML page for a run's files."""
-    sections = [build(files) for build in _SECTIONS]
+    chosen = _GENERATION_SECTIONS if files.run.get("task_kind") == "generation" else _SECTIONS
+    sections = [build(files) for build in chosen]
     run = files.run
     name = run.get("name") or files.run_dir.name
     subtitle = " · ".join(esc(v) for v in (run.get("id"), run.get("task"), run.get("finished")) if v)

@@ -73,6 +73,12 @@ def export_run(run: Run | str | Path, out: str | Path | None = None, *, fmt: str
         check_triton_name(name)
         check_destination(repo / name, run.path, "Triton model", ("config.pbtxt",))
     remove_stale_temps(run.path, reporter)
+    if ctx.task.kind == "generation":  # noise + class -> images: its own writer and parity (export/generator.py)
+        if fmt == "triton":
+            raise ExportError("--format triton is not supported for image-generation runs; export the ONNX package")
+        from shipml.export.generator import export_generator
+
+        return export_generator(ctx, dest, reporter)
     model = run.model
     example = example_batch(ctx)
     with tempfile.TemporaryDirectory(prefix=temp_name("export"), dir=run.path) as tmp:

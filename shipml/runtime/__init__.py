@@ -7,6 +7,7 @@ manifest/atomic-write helpers the writer (`shipml.export`) uses, so reader and w
     Predictor(spec, assets)             the one path raw input -> feeds -> prediction, around any network
                                         (`Package` and `Run.predict` both run through it)
     Package.open(path) -> Package       verify the manifest, load the signature; .predict(raw) -> DataFrame
+    ImageGenerator(spec)                (class, n, seed) -> images around any generator network (Package.generate)
     EncodedImages, RawEmails            client payloads (image bytes, raw messages): decoded, never read as paths
     measure(package, raw) -> dict       latency / throughput / size / peak memory (measure_in_subprocess:
                                         the same in a fresh process, `python -m shipml.runtime.measure_main`)
@@ -20,6 +21,7 @@ torch, transformers, pydantic or the other rooms, so `pip install shipml[serve]`
 from __future__ import annotations
 
 from shipml.runtime.format import FORMAT, atomic_dir, package_size, verify_manifest, write_manifest
+from shipml.runtime.generate import ImageGenerator
 from shipml.runtime.inputs import EncodedImages, RawEmails
 from shipml.runtime.package import Package
 from shipml.runtime.predict import Predictor, decide
@@ -28,6 +30,7 @@ from shipml.runtime.timing import measure, measure_in_subprocess
 __all__ = [
     "FORMAT",
     "EncodedImages",
+    "ImageGenerator",
     "Package",
     "Predictor",
     "RawEmails",

@@ -16,6 +16,7 @@ import pandas as pd
 
 from shipml.errors import DataError, ExportError
 from shipml.runtime.format import ASSETS, FORMAT, METRICS, MODEL, PROVENANCE, SIGNATURE, read_json, verify_manifest
+from shipml.runtime.generate import ImageGenerator
 from shipml.runtime.predict import Predictor
 from shipml.runtime.preprocess import Prepared, Preprocessor
 from shipml.runtime.reference import REFERENCE
@@ -50,7 +51,11 @@ class Package:
         self.threads = int(threads or os.cpu_count() or 1)
         self._session: Any = None
         self._reference: Any = _UNREAD
-        self._predictor = Predictor(signature, self._path / ASSETS, where=self._path)
+        # an image generator has no input path to prediction: it draws images from noise (runtime/generate.py)
+        self._generator = ImageGenerator(signature, where=self._path) if signature.get("kind") == "generation" \
+            else None
+        self._predictor = (Predictor(signature, self._path / ASSETS, where=self._path) if self._generator is None
+                           else None)
 
     @classmethod
     def open(cls, path: str | Path, *, verify: bool = True, threads: int | None = None) -> Package:
@@ -99,7 +104,9 @@ class Package:
 
     @property
     def classes(self) -> list[str] | None:
-        return self._predictor.classes
+        if self._generator is not None:
+            return self._generator.classes
+        return self.predictor.classes
 
     @property
     def reference(self) -> dict[str, Any] | None:
@@ -124,12 +131,34 @@ class Package:
 
     @property
     def preprocessor(self) -> Preprocessor:
-        return self._predictor.preprocessor
+        return self.predictor.preprocessor
 
     @property
     def predictor(self) -> Predictor:
         """The one input path (raw input -> feeds -> prediction) this package runs through."""
+        if self._predictor is None:
+            raise DataError(f"{self._path} is an image generator: it makes images and does not predict from inputs; "
+                            "use `shipml generate` (Package.generate)")
         return self._predictor
+
+    @property
+    def generator(self) -> ImageGenerator:
+        """(class, n, seed) -> images, for an image-generation package."""
+        if self._generator is None:
+            raise DataError(f"{self._path} is a {self.kind} model, not an image generator; it cannot generate")
+        return self._generator
+
+    def generate(self, label: str | int | None, n: int = 1, seed: int = 0) -> np.ndarray:
+        """(n, H, W, C) uint8 images of class `label` (None: an unconditional generator), the same for a seed as
+        `Run.generate` draws from the run it was exported from."""
+        names = [i["name"] for i in self._signature["inputs"]]  # an unconditional graph takes no class input
+
+        def network(feeds: dict[str, np.ndarray]) -> np.ndarray:
+            checked = self._check_feeds({k: v for k, v in feeds.items() if k in names})
+            (out,) = self.session().run([self._signature["outputs"][0]["name"]], checked)
+            return np.asarray(out)
+
+        return self.generator.generate(label, n, seed, network)
 
     # ------------------------------------------------------------------ the network
     def session(self) -> Any:
@@ -192,19 +221,19 @@ class Package:
     # ------------------------------------------------------------------ prediction
     def prepare(self, raw: Any) -> Prepared:
         """Raw inputs (see the package's data kind) -> preprocessed rows; a Prepared is passed through."""
-        return self._predictor.prepare(raw)
+        return self.predictor.prepare(raw)
 
     def outputs(self, prepared: Prepared | Any, *, batch_size: int = 32) -> np.ndarray:
         """Raw network outputs (N, k) float32 in row order (non-finite outputs are refused)."""
-        return self._predictor.outputs(self.prepare(prepared), self.run, batch_size=batch_size)
+        return self.predictor.outputs(self.prepare(prepared), self.run, batch_size=batch_size)
 
     def transform(self, outputs: np.ndarray) -> np.ndarray:
         """Outputs -> predictions: (N, C) float32 probabilities (softmax), or (N,) values in target units."""
-        return self._predictor.transform(outputs)
+        return self.predictor.transform(outputs)
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """Class indices: argmax, or the tuned threshold on the positive class of a binary classifier."""
-        return self._predictor.decide(proba)
+        return self.predictor.decide(proba)
 
     def predict_proba(self, raw: Any, *, batch_size: int = 32) -> np.ndarray:
         """Class probabilities (N, C), or regression values (N,)."""
@@ -215,4 +244,4 @@ class Package:
 
         Unreadable image files are skipped with a warning and listed in `frame.attrs["skipped"]`.
         """
-        return self._predictor.predict(raw, self.run, batch_size=batch_size)
+        return self.predictor.predict(raw, self.run, batch_size=batch_size)

@@ -83,6 +83,9 @@ class Predictor:
     """A spec's preprocessing, output transform and decision rule, around any network."""
 
     def __init__(self, spec: dict[str, Any], assets: Path, *, where: Path | str) -> None:
+        if spec.get("kind") == "generation":
+            raise DataError(f"{where} is an image generator: it makes images and does not predict from inputs; use "
+                            "`shipml generate` (Run.generate, Package.generate)")
         check_spec(spec, where)
         self.spec = spec
         self.where = where

@@ -179,11 +179,12 @@ def create_app(settings: ServeSettings, sources: list[Source] | None = None) -> 
     app = FastAPI(title="shipml serve", version=shipml.__version__, lifespan=lifespan,
                   description="Predictions from released shipml models: the Open Inference Protocol v2 routes and "
                               "a simple JSON route. See docs/serving.md.")
-    from shipml.serve import routes_admin, routes_v1, routes_v2
+    from shipml.serve import routes_admin, routes_generate, routes_v1, routes_v2
 
     app.include_router(routes_v2.health)
     app.include_router(routes_v2.router)
     app.include_router(routes_v1.router)
+    app.include_router(routes_generate.router)
     app.include_router(routes_admin.admin)
     app.include_router(routes_admin.metrics)
     app.include_router(routes_admin.dashboard)

@@ -187,6 +187,11 @@ class ModelSet:
         threads = self.settings.session_threads()
         pkgs = [Package.open(path, threads=threads) for _ in range(self.settings.session_count())]
         for pkg in pkgs:
+            if pkg.kind == "generation":  # an image generator: warmed by drawing (routes_generate.py serves it)
+                for rows in sorted({1, self.settings.max_batch_size}):
+                    if len(pkg.generate((pkg.classes or [None])[0], rows, 0)) != rows:
+                        raise ServeError(f"warm-up drew the wrong number of images for {rows}")
+                continue
             for rows in sorted({1, self.settings.max_batch_size}):
                 proba = pkg.predict_proba(warmup_input(pkg, rows), batch_size=rows)
                 if len(proba) != rows:

@@ -37,7 +37,7 @@ class Task(ABC):
     """Base class of a task family. Subclasses register themselves with `@register_task`."""
 
     name: ClassVar[str]
-    kind: ClassVar[Literal["classification", "regression"]]
+    kind: ClassVar[Literal["classification", "regression", "generation"]]
     data_kind: ClassVar[Literal["table", "images", "text"]]
     default_model: ClassVar[type[BaseModel]]
     # what the report, the CLI summary and the compression frontier lead with (core.metric_names.HEADLINE);
@@ -48,6 +48,10 @@ class Task(ABC):
     prefers_bf16: ClassVar[bool] = False  # measured: bf16 autocast speeds this family up on CPUs with bf16
     # what `shipml init` proposes for this family: {"task": {...}, "model": {...}, "train": {...}}
     recipe: ClassVar[dict[str, Any]] = {}
+    # whether `shipml compress` applies (its frontier scores variants on labelled test rows)
+    compressible: ClassVar[bool] = True
+    # which loop trains it: "supervised" (training/loop.py) or "adversarial" (training/gan.py: two networks)
+    trainer: ClassVar[Literal["supervised", "adversarial"]] = "supervised"
 
     def __init__(self, model: BaseModel | None = None, task: TaskConfig | None = None) -> None:
         self.model_cfg: BaseModel = model if model is not None else self.default_model()

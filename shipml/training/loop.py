@@ -339,6 +339,11 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path | None, *, se
     Under torchrun every process calls this with the same config, data and fitted task (checked before
     training); rank 0 passes the run directory and writes to it, the others write nothing and may pass
     None when not resuming (`distributed.follow`)."""
+    if task.trainer == "adversarial":  # two networks, two optimizers: training/gan.py
+        from shipml.training.gan import fit_adversarial
+
+        return fit_adversarial(task, data, cfg, run_dir, seed=seed, resume=resume, reporter=reporter, model=model,
+                               on_validate=on_validate)  # type: ignore[return-value]
     reporter = reporter or Reporter(quiet=True)
     if model is not None and resume:
         raise TrainError("a fit that starts from a given model cannot be resumed; start it again")

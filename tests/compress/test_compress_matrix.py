@@ -19,7 +19,8 @@ from shipml.tasks import get_task_class, list_tasks
 
 # task -> the session fixture (tests/conftest.py) with a small trained run of it
 RUNS = {"image-classification": "image_run", "tabular-classification": "table_run",
-        "tabular-regression": "regression_run", "text-classification": "text_run"}
+        "tabular-regression": "regression_run", "text-classification": "text_run",
+        "image-generation": "generation_run"}
 # The regression teacher (8 epochs on diabetes) is underfit, and a half-width student from scratch needs more
 # epochs than the teacher had to match it (measured: r2 drop 0.19 at the default 8 epochs, -0.20 at 30).
 OVERRIDES = {"tabular-regression": ["compress.distill.epochs=30"]}

@@ -165,6 +165,7 @@ CASES: dict[str, list[Callable[[str, Path], Case]]] = {
     "tabular-regression": [_table_case],
     "image-classification": [_image_case],
     "text-classification": [_text_case, _row_dict_case, _email_case],
+    "image-generation": [],  # no input rows: (class, n, seed) -> feeds, tested by test_generation_feeds below
 }
 
 
@@ -192,3 +193,30 @@ def test_runtime_feeds_equal_training_feeds(tmp_path: Path, name: str, i: int) -
             np.testing.assert_allclose(got[key], ref, rtol=0, atol=1e-6, err_msg=key)
         else:
             np.testing.assert_array_equal(got[key], ref, err_msg=key)
+
+
+def test_generation_feeds() -> None:
+    """A generator's input path: the runtime draws what Run.generate and the judge feed the PyTorch generator
+    (`runtime.generate.noise` from the seed, the class index), and refuses to predict."""
+    from sklearn.datasets import load_digits
+
+    from shipml.errors import DataError
+    from shipml.runtime.generate import ImageGenerator, noise
+
+    d = load_digits()
+    images = (d.images * 255 / 16).astype(np.uint8)[..., None]
+    frame = pd.DataFrame({"source": [f"{i}.png" for i in range(len(images))], "label": d.target.astype(str)})
+    data = Dataset("images", frame, "label", [], [], _split(len(frame)), "x", CleaningLog(),
+                   classes=[str(i) for i in range(10)], images=images)
+    task = create_task("image-generation").fit(data)
+    spec = task.spec()
+    feeds = ImageGenerator(spec, where="test").feeds("7", 5, seed=3)
+    np.testing.assert_array_equal(feeds["class"], np.full(5, 7))
+    np.testing.assert_array_equal(feeds["noise"], noise(3, 5, task.prep["z_dim"]))
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    with torch.no_grad():  # the feeds are what the network takes
+        out = model(torch.from_numpy(feeds["noise"]), torch.from_numpy(feeds["class"]))
+    assert out.shape == (5, 1, 8, 8)
+    with pytest.raises(DataError, match="shipml generate"):
+        Predictor(spec, Path("."), where="test")

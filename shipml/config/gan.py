@@ -1,0 +1,63 @@
+"""The image-generation sections of shipml.yaml: the GAN (`model: {arch: dcgan}`) and its judge (`evaluate.judge`).
+
+Kept beside schema.py (which imports them) so that file stays about one screen per family.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["GANConfig", "JudgeConfig"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GANConfig(_Section):
+    """A DCGAN: a transposed-conv generator with batch-norm and a conv discriminator, optionally conditioned on
+    the class (the generator takes a class embedding, the discriminator a projection term). train.lr is the
+    generator's learning rate; the discriminator's is train.lr x d_lr_ratio (TTUR). Adam betas are fixed at
+    (beta1, 0.999) for both networks."""
+
+    arch: Literal["dcgan"] = "dcgan"
+    z_dim: int = Field(64, ge=2, le=1024, description="Length of the noise vector the generator starts from.")
+    width: int = Field(32, ge=4, le=512, description="Channels of the generator's last and the discriminator's first "
+                       "layer; doubled per resolution step (a 28x28 image has two).")
+    conditional: bool = Field(True, description="Condition both networks on the class: `shipml generate --class`. "
+                              "Needs two or more classes in the data.")
+    spectral_norm: bool = Field(True, description="Spectral normalisation on every discriminator layer (then the "
+                                "discriminator has no batch-norm); false: the classic DCGAN discriminator with "
+                                "batch-norm.")
+    loss: Literal["hinge", "non-saturating"] = Field("hinge", description="Adversarial loss: hinge (Miyato et al. "
+                                                     "2018) or the non-saturating log loss of Goodfellow et al.")
+    diff_augment: bool = Field(True, description="DiffAugment (Zhao et al. 2020): the same random translation and "
+                               "cutout applied to real and generated images before the discriminator. With a few "
+                               "thousand images the discriminator otherwise memorises them and the generator "
+                               "collapses to a few images per class.")
+    d_lr_ratio: float = Field(4.0, gt=0, le=100, description="Discriminator learning rate / generator learning rate "
+                              "(TTUR, Heusel et al. 2017); 1 = one learning rate for both.")
+    beta1: float = Field(0.0, ge=0, lt=1, description="Adam beta1 of both networks (0.0 with spectral norm and TTUR; "
+                         "0.5 in the classic DCGAN recipe).")
+    ema: float | None = Field(0.999, ge=0, lt=1, description="Decay of an exponential moving average of the "
+                              "generator weights, which is what is sampled, judged and exported; null = no average "
+                              "(the last generator).")
+    grid: int = Field(8, ge=1, le=32, description="Fixed-noise samples per class in the grid saved each epoch "
+                      "(samples/epoch-NNN.png in the run directory, shown in the report).")
+
+
+class JudgeConfig(_Section):
+    """How a generation run is judged: a classifier trained by shipml on the same training split (no Inception
+    weights are available offline), whose feature space holds FID and k-NN precision/recall and whose decisions
+    give the requested-class share and per-class coverage (docs/generation.md)."""
+
+    run: str | None = Field(None, description="A finished image-classification run on the same images to judge with "
+                            "(its test accuracy goes on record); null = train one into <run>/judge/.")
+    epochs: int = Field(15, ge=1, description="Epochs of the judge trained when `run` is null (the image "
+                        "classification recipe: 99.6% test accuracy on mnist5k).")
+    samples: int | None = Field(None, ge=20, description="Real images in each half (and generated images compared "
+                                "with them); null = half the training split, at most 5000.")
+    k: int = Field(3, ge=1, le=50, description="Neighbours of the k-NN manifold of precision and recall "
+                   "(Kynkäänniemi et al. 2019).")

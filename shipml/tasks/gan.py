@@ -1,0 +1,252 @@
+"""image-generation: a DCGAN (optionally class-conditional) that learns to draw the training images.
+
+The networks (Radford et al. 2016, in the 28x28 MNIST shape): the generator maps noise (+ a class embedding)
+through a linear layer to a (4w, H/4, W/4) map and two transposed-conv upsamplings with batch-norm to a tanh
+image; the discriminator downsamples with strided convs (spectral-normalised, or batch-normalised in the
+classic recipe) to a feature vector scored by a linear layer plus, when conditional, a projection term
+<embed(class), features> (Miyato & Koyama 2018). The adversarial loop is `shipml/training/gan.py`; what this
+task owns is the architecture, the pixel scaling and the losses.
+
+Images are scaled to [-1, 1] from uint8; generated images go back to uint8 with `to_uint8`, the one rounding
+rule shared by the run, the exported graph and the report's sample grids.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.parametrizations import spectral_norm
+
+from shipml.config import GANConfig
+from shipml.data.dataset import Dataset
+from shipml.errors import ConfigError, TrainError
+from shipml.tasks._registry import register_task
+from shipml.tasks.base import Task, Tensors
+
+__all__ = ["GAN", "Discriminator", "Generator", "ImageGeneration", "diff_augment", "to_uint8"]
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) images in [-1, 1] -> (B, H, W, C) uint8, rounding to the nearest grey level."""
+    scaled = ((x.float() + 1) * 127.5).round().clamp(0, 255)
+    return scaled.permute(0, 2, 3, 1).to(torch.uint8)
+
+
+def diff_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """DiffAugment's translation (up to 1/8 of the size, background padded) and cutout (a zeroed square of half
+    the size) per image; differentiable, so the generator learns through it. (B, C, H, W) -> (B, C, H, W)."""
+    b, _, h, w = x.shape
+    sh, sw = max(1, round(h / 8)), max(1, round(w / 8))
+    ty = torch.randint(-sh, sh + 1, (b, 1, 1), generator=gen)
+    tx = torch.randint(-sw, sw + 1, (b, 1, 1), generator=gen)
+    gy, gx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    gy = (gy[None] + ty + 1).clamp(0, h + 1)  # (B, H, W) rows of the padded image
+    gx = (gx[None] + tx + 1).clamp(0, w + 1)
+    padded = F.pad(x, [1, 1, 1, 1], value=-1.0).permute(0, 2, 3, 1)  # (B, H+2, W+2, C)
+    x = padded[torch.arange(b)[:, None, None], gy, gx].permute(0, 3, 1, 2)
+    ch, cw = h // 2, w // 2
+    oy = torch.randint(0, h + 1 - ch, (b, 1, 1), generator=gen)
+    ox = torch.randint(0, w + 1 - cw, (b, 1, 1), generator=gen)
+    ry, rx = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    keep = ~((ry >= oy) & (ry < oy + ch) & (rx >= ox) & (rx < ox + cw))  # (B, H, W)
+    return x * keep[:, None].to(x.dtype)
+
+
+class Generator(nn.Module):
+    """noise (B, z) [+ class (B,)] -> images (B, C, H, W) in [-1, 1]."""
+
+    def __init__(self, cfg: GANConfig, n_classes: int, channels: int, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.cfg, self.c0, self.h0, self.w0 = cfg, cfg.width * 4, size[0] // 4, size[1] // 4
+        self.embed = nn.Embedding(n_classes, cfg.z_dim) if cfg.conditional else None
+        z_in = cfg.z_dim * (2 if cfg.conditional else 1)
+        self.project = nn.Sequential(nn.Linear(z_in, self.c0 * self.h0 * self.w0, bias=False),
+                                     nn.BatchNorm1d(self.c0 * self.h0 * self.w0), nn.ReLU(inplace=True))
+        w = cfg.width
+        self.body = nn.Sequential(
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * w),
+            nn.ReLU(inplace=True),  # (B, 2w, H/2, W/2)
+            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),  # (B, w, H, W)
+            nn.Conv2d(w, channels, 3, padding=1), nn.Tanh(),
+        )
+
+    def forward(self, noise: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        z = noise if self.embed is None else torch.cat([noise, self.embed(label)], dim=1)  # (B, z_in)
+        return self.body(self.project(z).view(-1, self.c0, self.h0, self.w0))
+
+
+class Discriminator(nn.Module):
+    """images (B, C, H, W) [+ class (B,)] -> one score per image (B,); higher = more real."""
+
+    def __init__(self, cfg: GANConfig, n_classes: int, channels: int) -> None:
+        super().__init__()
+        w, sn = cfg.width, cfg.spectral_norm
+
+        def conv(c_in: int, c_out: int, k: int, s: int, norm: bool) -> list[nn.Module]:
+            layer = nn.Conv2d(c_in, c_out, k, stride=s, padding=1, bias=not norm or sn)
+            return [spectral_norm(layer) if sn else layer, *([nn.BatchNorm2d(c_out)] if norm and not sn else []),
+                    nn.LeakyReLU(0.2, inplace=True)]
+
+        import os
+        self.concat = n_classes if (cfg.conditional and os.environ.get("GAN_CONCAT")) else 0
+        self.features = nn.Sequential(*conv(channels + self.concat, w, 4, 2, False), *conv(w, 2 * w, 4, 2, True),
+                                      *conv(2 * w, 4 * w, 3, 1, True))  # (B, 4w, H/4, W/4)
+        head = nn.Linear(4 * w, 1)
+        self.head = spectral_norm(head) if sn else head
+        embed = nn.Embedding(n_classes, 4 * w) if cfg.conditional and not self.concat else None
+        self.embed = spectral_norm(embed) if (embed is not None and sn) else embed
+
+    def forward(self, images: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        if self.concat:
+            onehot = F.one_hot(label, self.concat).float()[:, :, None, None].expand(-1, -1, *images.shape[2:])
+            images = torch.cat([images, onehot], dim=1)
+        h = self.features(images).mean(dim=(2, 3))  # (B, 4w): mean pooling keeps scores O(1) at the start
+        score = self.head(h).squeeze(1)  # (B,)
+        if self.embed is not None:
+            score = score + (self.embed(label) * h).sum(dim=1)  # the projection term
+        return score
+
+
+class GAN(nn.Module):
+    """Both networks and the generator's moving average; `forward` samples from the generator that is judged and
+    exported (the average when there is one)."""
+
+    def __init__(self, cfg: GANConfig, n_classes: int, channels: int, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.generator = Generator(cfg, n_classes, channels, size)
+        self.discriminator = Discriminator(cfg, n_classes, channels)
+        self.ema = copy.deepcopy(self.generator) if cfg.ema is not None else None
+        if self.ema is not None:
+            self.ema.requires_grad_(False)
+
+    @property
+    def sampler(self) -> Generator:
+        return self.ema if self.ema is not None else self.generator
+
+    def forward(self, noise: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return self.sampler(noise, label)  # (B, C, H, W) in [-1, 1]
+
+
+class _Uint8Sampler(nn.Module):
+    """What is exported: noise (B, z) float32, class (B,) int64 -> images (B, H, W, C) uint8."""
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, noise: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return to_uint8(self.generator(noise, label))
+
+
+@register_task("image-generation")
+class ImageGeneration(Task):
+    """Labelled images (N, H, W, C) uint8 -> a generator of new images, per class when conditional."""
+
+    kind = "generation"
+    data_kind = "images"
+    default_model = GANConfig
+    headline = "fid_ratio"  # FID / the real-vs-real floor, in the judge's feature space (lower is better)
+    trainer = "adversarial"
+    compressible = False  # the frontier scores labelled predictions; a generator is exported as fp32 only
+    recipe: ClassVar[dict[str, Any]] = {  # bench/gan.py: mnist5k, ~10 minutes on 2 cores
+        "train": {"epochs": 60, "batch_size": 64, "lr": 2e-4, "schedule": "constant", "precision": "fp32",
+                  "checkpoint_every": 200},
+    }
+
+    @property
+    def gan_cfg(self) -> GANConfig:
+        assert isinstance(self.model_cfg, GANConfig)
+        return self.model_cfg
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes or [])
+
+    def _fit_preprocessing(self, data: Dataset) -> dict[str, Any]:
+        assert data.images is not None
+        _, h, w, c = data.images.shape
+        if h % 4 or w % 4 or h < 4 or w < 4:
+            raise ConfigError(f"image-generation draws images in two 2x upsampling steps, so height and width must be "
+                              f"multiples of 4; these are {h}x{w}. Set data.image_size (e.g. "
+                              f"[{max(4, round(h / 4) * 4)}, {max(4, round(w / 4) * 4)}])")
+        if self.gan_cfg.conditional and (data.classes is None or len(data.classes) < 2):
+            raise ConfigError(f"model.conditional: true needs two or more classes to condition on; {data.source!r} "
+                              f"has {len(data.classes or [])}. Add class folders, or set model.conditional: false "
+                              "(one generator for all images)")
+        counts = np.bincount(data.y("train"), minlength=len(data.classes or [1])) if data.classes else None
+        return {"size": [int(h), int(w)], "channels": int(c), "z_dim": self.gan_cfg.z_dim,
+                "conditional": self.gan_cfg.conditional,
+                "class_counts": None if counts is None else [int(n) for n in counts]}
+
+    # ------------------------------------------------------------------ data to tensors
+    def encode(self, frame: pd.DataFrame | None, images: np.ndarray | None) -> Tensors:
+        if images is None:
+            raise ValueError("image-generation needs images")
+        h, w = self.prep["size"]
+        c = self.prep["channels"]
+        if images.ndim != 4 or images.shape[1:] != (h, w, c):
+            raise ValueError(f"expected images of shape (N, {h}, {w}, {c}), got {images.shape}")
+        return {"pixels": torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))}  # uint8 (N, C, H, W)
+
+    def encode_targets(self, y: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(y, dtype=np.int64))
+
+    def make_batch(self, inputs: Tensors, idx: torch.Tensor, *, train: bool, gen: torch.Generator) -> Tensors:
+        return {"pixels": inputs["pixels"][idx].float() / 127.5 - 1}  # (B, C, H, W) in [-1, 1]
+
+    def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.prep["z_dim"], generator=gen)  # (n, z)
+
+    # ------------------------------------------------------------------ model, losses
+    def build_model(self, pretrained: bool = True) -> nn.Module:
+        h, w = self.prep["size"]
+        return GAN(self.gan_cfg, max(1, self.n_classes), self.prep["channels"], (h, w))
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """The discriminator's loss from its scores (B,) on real and on generated images."""
+        if self.gan_cfg.loss == "hinge":
+            return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        """The generator's loss from the discriminator's scores (B,) on its images."""
+        if self.gan_cfg.loss == "hinge":
+            return -fake.mean()
+        return F.softplus(-fake).mean()
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise TrainError("image-generation has no supervised loss; it trains adversarially (Task.d_loss / g_loss)")
+
+    def postprocess(self, outputs: torch.Tensor) -> np.ndarray:
+        return to_uint8(outputs).numpy()  # (B, H, W, C) uint8
+
+    def quick_metrics(self, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        return {}
+
+    def param_count(self, model: nn.Module) -> int:
+        assert isinstance(model, GAN)
+        return sum(p.numel() for p in model.generator.parameters())  # what is exported and served
+
+    def spec(self, email: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What `runtime.generate.ImageGenerator` reads (signature.json of the package): noise length, image
+        shape, classes; the network maps {noise, class} to uint8 images."""
+        if not self.fitted:
+            raise RuntimeError("task is not fitted")
+        h, w = self.prep["size"]
+        return {"task": self.name, "kind": self.kind, "data_kind": self.data_kind, "classes": self.classes,
+                "output_transform": None, "decision": None, "preprocessing": {},
+                "generation": {"z_dim": self.prep["z_dim"], "size": [h, w], "channels": self.prep["channels"],
+                               "conditional": self.prep["conditional"], "range": "uint8"}}
+
+    # ------------------------------------------------------------------ export
+    def export_module(self, model: nn.Module) -> nn.Module:
+        """noise, class -> (B, H, W, C) uint8 images from the judged generator (the moving average)."""
+        assert isinstance(model, GAN)
+        return _Uint8Sampler(model.sampler).eval()

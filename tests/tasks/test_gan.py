@@ -1,0 +1,91 @@
+"""image-generation's own parts: losses, DiffAugment, the architecture options, and the bad-input refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from shipml.config import GANConfig
+from shipml.data.dataset import CleaningLog, Dataset
+from shipml.errors import ConfigError
+from shipml.tasks import create_task
+from shipml.tasks.gan import GAN, diff_augment, to_uint8
+
+
+def _digits(size: int = 8, classes: int = 10) -> Dataset:
+    d = load_digits()
+    keep = d.target < classes
+    images = (d.images[keep] * 255 / 16).astype(np.uint8)[..., None]
+    if size != 8:
+        images = np.pad(images, ((0, 0), (0, size - 8), (0, size - 8), (0, 0)))
+    labels = d.target[keep].astype(str)
+    frame = pd.DataFrame({"source": [f"{i}.png" for i in range(len(images))], "label": labels})
+    split = np.random.default_rng(0).choice(np.array(["train", "val", "test"]), size=len(frame), p=[0.7, 0.15, 0.15])
+    return Dataset("images", frame, "label", [], [], split, "x", CleaningLog(), classes=sorted(set(labels)),
+                   images=images)
+
+
+def test_losses() -> None:
+    task = create_task("image-generation").fit(_digits())
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.5])
+    # hinge: relu(1 - real) + relu(1 + fake), averaged per side; generator: -mean(fake)
+    assert task.d_loss(real, fake).item() == pytest.approx((0 + 0.5) / 2 + (0 + 1.5) / 2)
+    assert task.g_loss(fake).item() == pytest.approx(0.75)
+    ns = create_task("image-generation", model=GANConfig(loss="non-saturating")).fit(_digits())
+    sp = torch.nn.functional.softplus
+    assert ns.d_loss(real, fake).item() == pytest.approx((sp(-real).mean() + sp(fake).mean()).item())
+    assert ns.g_loss(fake).item() == pytest.approx(sp(-fake).mean().item())
+
+
+def test_to_uint8_rounds_and_clamps() -> None:
+    x = torch.tensor([-1.5, -1.0, 0.0, 0.999, 1.0, 2.0]).view(1, 1, 1, 6)
+    assert to_uint8(x).view(-1).tolist() == [0, 0, 128, 255, 255, 255]  # 127.5 rounds half to even: 128
+    assert to_uint8(x).shape == (1, 1, 6, 1)  # (B, H, W, C)
+
+
+def test_diff_augment_is_seeded_differentiable_and_changes_images() -> None:
+    x = (torch.rand(16, 1, 8, 8) * 2 - 1).requires_grad_()
+    a = diff_augment(x, torch.Generator().manual_seed(1))
+    b = diff_augment(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert not torch.equal(a, diff_augment(x, torch.Generator().manual_seed(2)))
+    assert (a == 0).flatten(1).sum(1).min() >= 16  # the cutout zeroes a 4x4 square in every image
+    a.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # the generator learns through it
+
+
+def test_spectral_norm_and_classic_discriminator() -> None:
+    data = _digits()
+    sn = create_task("image-generation").fit(data).build_model()
+    plain = create_task("image-generation", model=GANConfig(spectral_norm=False, ema=None)).fit(data).build_model()
+    assert isinstance(sn, GAN) and isinstance(plain, GAN)
+    names = [n for n, _ in sn.discriminator.named_parameters()]
+    assert any("parametrizations.weight.original" in n for n in names)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in sn.discriminator.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.discriminator.modules())
+    assert plain.ema is None and plain.sampler is plain.generator
+    assert sn.ema is not None and sn.sampler is sn.ema
+
+
+def test_unconditional_generator_ignores_the_class() -> None:
+    task = create_task("image-generation", model=GANConfig(conditional=False)).fit(_digits())
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    z = task.noise(4, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(z, torch.zeros(4, dtype=torch.long)), model(z, torch.full((4,), 3)))
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"multiples of 4.*data.image_size"):
+        create_task("image-generation").fit(_digits(size=10))
+    with pytest.raises(ConfigError, match=r"two or more classes.*conditional: false"):
+        create_task("image-generation").fit(_digits(classes=1))
+    create_task("image-generation", model=GANConfig(conditional=False)).fit(_digits(classes=1))  # documented: fine
+    table = Dataset("table", pd.DataFrame({"x": [1.0, 2.0], "label": ["a", "b"]}), "label", ["x"], [],
+                    np.array(["train", "test"]), "x", CleaningLog(), classes=["a", "b"])
+    with pytest.raises(ConfigError, match="needs images data"):
+        create_task("image-generation").fit(table)

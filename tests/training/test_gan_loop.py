@@ -1,0 +1,125 @@
+"""The adversarial loop: deterministic, sample grids per epoch, refusals, and `kill -9` + resume to the bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from sklearn.datasets import load_digits
+
+from shipml.config import GANConfig, TrainConfig
+from shipml.data.dataset import CleaningLog, Dataset
+from shipml.errors import ConfigError
+from shipml.tasks import create_task
+from shipml.training import fit
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    d = load_digits()
+    images = (d.images * 255 / 16).astype(np.uint8)[..., None][:600]
+    labels = d.target[:600].astype(str)
+    frame = pd.DataFrame({"source": [f"{i}.png" for i in range(len(images))], "label": labels})
+    split = np.random.default_rng(0).choice(np.array(["train", "val", "test"]), size=len(frame), p=[0.8, 0.1, 0.1])
+    return Dataset("images", frame, "label", [], [], split, "x", CleaningLog(), classes=sorted(set(labels)),
+                   images=images)
+
+
+def _fit(data: Dataset, run: Path, **train: object) -> torch.nn.Module:
+    task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3)).fit(data)
+    cfg = TrainConfig.model_validate({"epochs": 2, "batch_size": 32, "lr": 2e-4, "schedule": "constant",
+                                      "threads": 1, "checkpoint_every": 5, **train})
+    return fit(task, data, cfg, run, seed=3).model
+
+
+def test_deterministic_with_grids_and_losses(digits: Dataset, tmp_path: Path) -> None:
+    a = _fit(digits, tmp_path / "a").state_dict()
+    b = _fit(digits, tmp_path / "b").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    grids = sorted(p.name for p in (tmp_path / "a" / "samples").iterdir())
+    assert grids == ["epoch-001.png", "epoch-002.png"]
+    img = Image.open(tmp_path / "a" / "samples" / "epoch-002.png")
+    assert img.size == (3 * 10 + 2, 10 * 10 + 2)  # 10 classes x 3 samples of 8x8, 2-pixel gaps
+    assert (tmp_path / "a" / "samples" / "epoch-002.png").read_bytes() == \
+        (tmp_path / "b" / "samples" / "epoch-002.png").read_bytes()
+    recs = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert recs and all({"d_loss", "g_loss"} <= r.keys() for r in recs)
+    ema = {k for k in a if k.startswith("ema.")}
+    assert ema and not all(torch.equal(a[k], a["generator." + k[4:]]) for k in ema if "running" not in k)
+
+
+def test_supervised_settings_are_refused(digits: Dataset, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="grad_accum"):
+        _fit(digits, tmp_path / "x", grad_accum=2)
+    with pytest.raises(ConfigError, match="early_stopping"):
+        _fit(digits, tmp_path / "y", early_stopping={"patience": 2})
+
+
+CONFIG = """
+name: gan
+seed: 5
+data: {path: "sklearn:digits"}
+task: {name: image-generation}
+model: {arch: dcgan, width: 16, z_dim: 16, grid: 2}
+train: {epochs: 25, batch_size: 32, lr: 0.0002, schedule: constant, checkpoint_every: 7, keep_checkpoints: 2,
+        threads: 1}
+evaluate: {judge: {epochs: 1, samples: 100}}
+"""
+
+
+def _shipml(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "shipml.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=os.environ | {"PYTHONHASHSEED": "0"})
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> None:
+    _out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+
+def _run_dir(root: Path) -> Path:
+    found = list((root / "runs").glob("gan-*"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_then_resume_is_bit_identical(tmp_path: Path) -> None:
+    ref_root = tmp_path / "reference"
+    ref_root.mkdir()
+    (ref_root / "c.yaml").write_text(CONFIG)
+    _finish(_shipml("train", "c.yaml", "--quiet", cwd=ref_root))
+    reference = load_file(str(_run_dir(ref_root) / "model" / "model.safetensors"))
+
+    root = tmp_path / "killed"
+    root.mkdir()
+    (root / "c.yaml").write_text(CONFIG)
+    proc = _shipml("train", "c.yaml", "--quiet", cwd=root)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((root / "runs").glob("gan-*/checkpoints/ckpt-*.safetensors"))) >= 2:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "training finished before it could be killed; make the run longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run = _run_dir(root)
+    assert not (run / "model" / "model.safetensors").exists()
+    _finish(_shipml("train", "--resume", str(run), "--quiet", cwd=root))
+    resumed = load_file(str(run / "model" / "model.safetensors"))
+    assert resumed.keys() == reference.keys()
+    for k, v in reference.items():
+        assert torch.equal(resumed[k], v), f"{k} differs after kill -9 and resume"
+    assert json.loads((run / "metrics.json").read_text())["test"] == \
+        json.loads((_run_dir(ref_root) / "metrics.json").read_text())["test"]
