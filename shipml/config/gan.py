@@ -28,19 +28,19 @@ class GANConfig(_Section):
                        "layer; doubled per resolution step (a 28x28 image has two).")
     conditional: bool = Field(True, description="Condition both networks on the class: `shipml generate --class`. "
                               "Needs two or more classes in the data.")
-    spectral_norm: bool = Field(True, description="Spectral normalisation on every discriminator layer (then the "
+    spectral_norm: bool = Field(False, description="Spectral normalisation on every discriminator layer (then the "
                                 "discriminator has no batch-norm); false: the classic DCGAN discriminator with "
-                                "batch-norm.")
-    loss: Literal["hinge", "non-saturating"] = Field("hinge", description="Adversarial loss: hinge (Miyato et al. "
+                                "batch-norm (measured better on mnist5k, docs/generation.md).")
+    loss: Literal["hinge", "non-saturating"] = Field("non-saturating", description="Adversarial loss: hinge (Miyato et al. "
                                                      "2018) or the non-saturating log loss of Goodfellow et al.")
-    diff_augment: bool = Field(True, description="DiffAugment (Zhao et al. 2020): the same random translation and "
+    diff_augment: bool = Field(False, description="DiffAugment (Zhao et al. 2020): the same random translation and "
                                "cutout applied to real and generated images before the discriminator. With a few "
                                "thousand images the discriminator otherwise memorises them and the generator "
                                "collapses to a few images per class.")
-    d_lr_ratio: float = Field(4.0, gt=0, le=100, description="Discriminator learning rate / generator learning rate "
+    d_lr_ratio: float = Field(2.0, gt=0, le=100, description="Discriminator learning rate / generator learning rate "
                               "(TTUR, Heusel et al. 2017); 1 = one learning rate for both.")
-    beta1: float = Field(0.0, ge=0, lt=1, description="Adam beta1 of both networks (0.0 with spectral norm and TTUR; "
-                         "0.5 in the classic DCGAN recipe).")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of both networks (0.5 as in the DCGAN recipe; 0.0 "
+                         "is usual with spectral norm and hinge loss).")
     ema: float | None = Field(0.999, ge=0, lt=1, description="Decay of an exponential moving average of the "
                               "generator weights, which is what is sampled, judged and exported; null = no average "
                               "(the last generator).")

@@ -29,7 +29,7 @@ def _digits(size: int = 8, classes: int = 10) -> Dataset:
 
 
 def test_losses() -> None:
-    task = create_task("image-generation").fit(_digits())
+    task = create_task("image-generation", model=GANConfig(loss="hinge")).fit(_digits())
     real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.5])
     # hinge: relu(1 - real) + relu(1 + fake), averaged per side; generator: -mean(fake)
     assert task.d_loss(real, fake).item() == pytest.approx((0 + 0.5) / 2 + (0 + 1.5) / 2)
@@ -59,7 +59,7 @@ def test_diff_augment_is_seeded_differentiable_and_changes_images() -> None:
 
 def test_spectral_norm_and_classic_discriminator() -> None:
     data = _digits()
-    sn = create_task("image-generation").fit(data).build_model()
+    sn = create_task("image-generation", model=GANConfig(spectral_norm=True)).fit(data).build_model()
     plain = create_task("image-generation", model=GANConfig(spectral_norm=False, ema=None)).fit(data).build_model()
     assert isinstance(sn, GAN) and isinstance(plain, GAN)
     names = [n for n, _ in sn.discriminator.named_parameters()]
