@@ -31,8 +31,9 @@ class GANConfig(_Section):
     spectral_norm: bool = Field(False, description="Spectral normalisation on every discriminator layer (then the "
                                 "discriminator has no batch-norm); false: the classic DCGAN discriminator with "
                                 "batch-norm (measured better on mnist5k, docs/generation.md).")
-    loss: Literal["hinge", "non-saturating"] = Field("non-saturating", description="Adversarial loss: hinge (Miyato et al. "
-                                                     "2018) or the non-saturating log loss of Goodfellow et al.")
+    loss: Literal["hinge", "non-saturating"] = Field(
+        "non-saturating", description="Adversarial loss: the non-saturating log loss of Goodfellow et al. 2014, or "
+        "hinge (Miyato et al. 2018).")
     diff_augment: bool = Field(False, description="DiffAugment (Zhao et al. 2020): the same random translation and "
                                "cutout applied to real and generated images before the discriminator. With a few "
                                "thousand images the discriminator otherwise memorises them and the generator "
