@@ -64,8 +64,11 @@ def test_bad_requests(server: Server) -> None:
     assert status == 404
     status, _, body = server.call("POST", "/v1/models/img/generate", {"class": "1"}, AUTH)
     assert status == 422 and "does not generate" in body["detail"]
-    status, _, body = server.call("POST", "/v1/models/digits/predict", {"inputs": ["x"]}, AUTH)
-    assert status == 422 and "generate" in body["detail"]
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(buf, format="PNG")
+    image = base64.b64encode(buf.getvalue()).decode()
+    status, _, body = server.call("POST", "/v1/models/digits/predict", {"inputs": [image]}, AUTH)
+    assert status == 422 and "shipml generate" in body["detail"]
 
 
 def test_listed_as_a_generator(server: Server) -> None:
