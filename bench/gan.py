@@ -60,7 +60,17 @@ def _row(name: str, data: Path, work: Path, judge: Path, epochs: int, lr: float,
                      "threads": threads},
            "evaluate": {"judge": {"run": str(judge)}}}
     t0 = time.perf_counter()
-    run = shipml.train(cfg, quiet=True)
+    run_dir = work / f"gan-{name}-seed{seed}"
+    try:
+        run = shipml.train(cfg, quiet=True, run_dir=run_dir)
+    except shipml.ShipmlError:  # --wait-judge: the judge was not ready when training ended; judge it once it is
+        if (run_dir / "metrics.json").exists() or not (run_dir / "model" / "model.safetensors").exists():
+            raise
+        while not (judge / "metrics.json").is_file():
+            time.sleep(10)
+        run = shipml.Run(run_dir)
+        run.evaluate(quiet=True)
+        run.report()
     m = run.metrics
     t, g = m["test"], m["generation"]
     return {"row": name, "run": str(run.path), "epochs": epochs, "train_s": run.info["train_seconds"],
