@@ -11,10 +11,10 @@ against the real-vs-real floor (two halves of the training split), k-NN precisio
 of samples the judge puts in the requested class, and how many classes are covered.
 
 Rows:
-  shipml    the task's defaults: spectral-norm discriminator, hinge loss, TTUR (D lr 4x G lr), Adam beta1 0,
-            EMA of the generator (0.999), DiffAugment (translation + cutout)
-  baseline  the same networks as a plain conditional DCGAN: batch-norm discriminator, non-saturating loss, one
-            learning rate, Adam beta1 0.5, no EMA, no DiffAugment
+  shipml    the task's defaults: batch-norm discriminator, non-saturating loss, TTUR (D lr 2x G lr), Adam
+            beta1 0.5, EMA of the generator (0.999) with standing batch-norm statistics
+  baseline  the same networks as a plain conditional DCGAN: one learning rate, no EMA (and, like the
+            defaults, no spectral norm, no DiffAugment)
 
 Targets (issue 13): requested-class share >= 99%, FID <= 2x the floor, precision and recall >= 0.8, every class
 covered, <= 10 minutes of training on this 2-core machine.
