@@ -35,6 +35,18 @@ def _batch_metric(server, field: str) -> float:
                        if line.startswith(f'shipml_batch_rows_{field}{{model="slow"')), 0))
 
 
+def _behind_a_blocker(server, n: int) -> tuple[list, list]:
+    """Send one MAX_ROWS-row request, then, once its first network call is done, `n` more at once;
+    returns (the blocker's result, theirs)."""
+    rows_before = _batch_metric(server, "sum")
+    with ThreadPoolExecutor(1) as pool:
+        blocker = pool.submit(_flood, server, 1, MAX_ROWS)
+        while _batch_metric(server, "sum") == rows_before and not blocker.done():
+            time.sleep(0.005)
+        behind = _flood(server, n)
+        return blocker.result(), behind
+
+
 def test_a_full_queue_answers_503_fast(packages: dict[str, Path], tmp_path: Path) -> None:
     args = [f"slow={packages['slow']}", "--max-queue", "2", "--max-batch-size", "32", "--max-queue-ms", "0"]
     with serving(args, tmp_path) as server:
@@ -69,13 +81,7 @@ def test_admission_counts_the_rows_already_running(packages: dict[str, Path], tm
             "--sessions", str(sessions), "--threads", "1"]
     with serving(args, tmp_path) as server:
         assert _flood(server, 1)[0][0] == 200  # times a call: the estimate starts from it
-        rows_before = _batch_metric(server, "sum")
-        with ThreadPoolExecutor(1) as pool:
-            blocker = pool.submit(_flood, server, 1, MAX_ROWS)
-            while _batch_metric(server, "sum") == rows_before and not blocker.done():
-                time.sleep(0.005)
-            during = _flood(server, 1)
-            blocked = blocker.result()
+        blocked, during = _behind_a_blocker(server, 1)
         after = _flood(server, 1)
     assert [s for s, _, _ in blocked] == [200]
     assert [s for s, _, _ in during] == [during_code], during
@@ -90,12 +96,7 @@ def test_a_request_past_its_deadline_is_never_run(packages: dict[str, Path], tmp
             "--sessions", "1"]  # one worker: the blocker holds it
     with serving(args, tmp_path) as server:
         rows_before = _batch_metric(server, "sum")
-        with ThreadPoolExecutor(1) as pool:
-            blocker = pool.submit(_flood, server, 1, MAX_ROWS)
-            while _batch_metric(server, "sum") == rows_before and not blocker.done():
-                time.sleep(0.005)
-            results = _flood(server, 6)
-            blocked = blocker.result()
+        blocked, results = _behind_a_blocker(server, 6)
         time.sleep(0.5)  # anything still queued would have run by now
         ran = _batch_metric(server, "sum") - rows_before
     assert [s for s, _, _ in blocked] == [200]  # started before its deadline: runs to the end

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from procs import finish, run_dir, shipml
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
 
@@ -78,34 +76,18 @@ evaluate: {judge: {epochs: 1, samples: 100}}
 """
 
 
-def _shipml(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "shipml.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=os.environ | {"PYTHONHASHSEED": "0"})
-
-
-def _finish(proc: subprocess.Popen[bytes]) -> None:
-    _out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err.decode()[-2000:]
-
-
-def _run_dir(root: Path) -> Path:
-    found = list((root / "runs").glob("gan-*"))
-    assert len(found) == 1, found
-    return found[0]
-
-
 @pytest.mark.slow
 def test_kill_minus_nine_then_resume_is_bit_identical(tmp_path: Path) -> None:
     ref_root = tmp_path / "reference"
     ref_root.mkdir()
     (ref_root / "c.yaml").write_text(CONFIG)
-    _finish(_shipml("train", "c.yaml", "--quiet", cwd=ref_root))
-    reference = load_file(str(_run_dir(ref_root) / "model" / "model.safetensors"))
+    finish(shipml("train", "c.yaml", "--quiet", cwd=ref_root))
+    reference = load_file(str(run_dir(ref_root, "gan") / "model" / "model.safetensors"))
 
     root = tmp_path / "killed"
     root.mkdir()
     (root / "c.yaml").write_text(CONFIG)
-    proc = _shipml("train", "c.yaml", "--quiet", cwd=root)
+    proc = shipml("train", "c.yaml", "--quiet", cwd=root)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if len(list((root / "runs").glob("gan-*/checkpoints/ckpt-*.safetensors"))) >= 2:
@@ -114,12 +96,12 @@ def test_kill_minus_nine_then_resume_is_bit_identical(tmp_path: Path) -> None:
     assert proc.poll() is None, "training finished before it could be killed; make the run longer"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    run = _run_dir(root)
+    run = run_dir(root, "gan")
     assert not (run / "model" / "model.safetensors").exists()
-    _finish(_shipml("train", "--resume", str(run), "--quiet", cwd=root))
+    finish(shipml("train", "--resume", str(run), "--quiet", cwd=root))
     resumed = load_file(str(run / "model" / "model.safetensors"))
     assert resumed.keys() == reference.keys()
     for k, v in reference.items():
         assert torch.equal(resumed[k], v), f"{k} differs after kill -9 and resume"
     assert json.loads((run / "metrics.json").read_text())["test"] == \
-        json.loads((_run_dir(ref_root) / "metrics.json").read_text())["test"]
+        json.loads((run_dir(ref_root, "gan") / "metrics.json").read_text())["test"]

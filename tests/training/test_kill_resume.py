@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from procs import finish, run_dir, shipml
 from safetensors.torch import load_file
 
 CONFIG = """
@@ -24,36 +22,20 @@ evaluate: {bootstrap: 0, baseline: none}
 """
 
 
-def _shipml(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "shipml.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=os.environ | {"PYTHONHASHSEED": "0"})
-
-
-def _finish(proc: subprocess.Popen[bytes]) -> None:
-    _out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err.decode()[-2000:]
-
-
-def _run_dir(root: Path) -> Path:
-    found = list((root / "runs").glob("cancer-*"))
-    assert len(found) == 1, found
-    return found[0]
-
-
 @pytest.mark.slow
 def test_kill_minus_nine_then_resume_is_bit_identical(tmp_path: Path) -> None:
     ref_root = tmp_path / "reference"
     ref_root.mkdir()
     (ref_root / "c.yaml").write_text(CONFIG)
-    _finish(_shipml("train", "c.yaml", "--quiet", cwd=ref_root))
-    reference = load_file(str(_run_dir(ref_root) / "model" / "model.safetensors"))
+    finish(shipml("train", "c.yaml", "--quiet", cwd=ref_root), timeout=300)
+    reference = load_file(str(run_dir(ref_root, "cancer") / "model" / "model.safetensors"))
 
     # kill at different moments: right after the first checkpoint appears, and later on
     for n_checkpoints_seen, extra_delay in ((1, 0.0), (2, 0.15)):
         root = tmp_path / f"killed-{n_checkpoints_seen}"
         root.mkdir()
         (root / "c.yaml").write_text(CONFIG)
-        proc = _shipml("train", "c.yaml", "--quiet", cwd=root)
+        proc = shipml("train", "c.yaml", "--quiet", cwd=root)
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
             ckpts = list((root / "runs").glob("cancer-*/checkpoints/ckpt-*.safetensors"))
@@ -64,9 +46,9 @@ def test_kill_minus_nine_then_resume_is_bit_identical(tmp_path: Path) -> None:
         assert proc.poll() is None, "training finished before it could be killed; make the run longer"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        run = _run_dir(root)
+        run = run_dir(root, "cancer")
         assert not (run / "model" / "model.safetensors").exists()
-        _finish(_shipml("train", "--resume", str(run), "--quiet", cwd=root))
+        finish(shipml("train", "--resume", str(run), "--quiet", cwd=root))
         resumed = load_file(str(run / "model" / "model.safetensors"))
         assert resumed.keys() == reference.keys()
         for k, v in reference.items():
@@ -80,8 +62,8 @@ def test_a_run_being_trained_cannot_be_resumed_twice(tmp_path: Path) -> None:
     from shipml.run import Run
 
     (tmp_path / "c.yaml").write_text(CONFIG.replace("epochs: 30", "epochs: 1"))
-    _finish(_shipml("train", "c.yaml", "--quiet", cwd=tmp_path))
-    run = _run_dir(tmp_path)
+    finish(shipml("train", "c.yaml", "--quiet", cwd=tmp_path), timeout=300)
+    run = run_dir(tmp_path, "cancer")
     (run / "run.json").write_text((run / "run.json").read_text().replace('"finished"', '"training"'))
     with open(run / ".lock", "a+") as f:  # another process holds the run
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
