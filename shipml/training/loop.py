@@ -296,10 +296,8 @@ class _Loop:
                         epoch_end = st.batch >= self.batches
                         if (st.step % log_every == 0 or epoch_end) and self.log is not None:
                             now = time.perf_counter()
-                            self.log.write({"kind": "train", "step": st.step,
-                                            "epoch": round(st.epoch + st.batch / self.batches, 4), "loss": loss,
-                                            "lr": self.scheduler.get_last_lr()[0],
-                                            "samples_per_s": window_n / max(now - window_t, 1e-9)})
+                            self.log.train(st, self.batches, loss, self.scheduler.get_last_lr()[0],
+                                           window_n / max(now - window_t, 1e-9))
                             window_t, window_n = now, 0
                         if epoch_end:
                             st.epoch += 1

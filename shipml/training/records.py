@@ -35,6 +35,13 @@ class MetricsLog:
         self._f.write(json.dumps(rec) + "\n")
         self._f.flush()
 
+    def train(self, st: LoopState, batches: int, loss: float, lr: float, samples_per_s: float,
+              **extra: float) -> None:
+        """A training record: the loop's position (epoch as a fraction), the loss the learning curve plots, any
+        `extra` figures (the GAN's d_loss / g_loss), the learning rate and the recent throughput."""
+        self.write({"kind": "train", "step": st.step, "epoch": round(st.epoch + st.batch / batches, 4),
+                    "loss": loss, **extra, "lr": lr, "samples_per_s": samples_per_s})
+
     def close(self) -> None:
         self._f.close()
 
