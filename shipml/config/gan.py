@@ -38,6 +38,12 @@ class GANConfig(_Section):
                                "cutout applied to real and generated images before the discriminator. With a few "
                                "thousand images the discriminator otherwise memorises them and the generator "
                                "collapses to a few images per class.")
+    mode_seeking: float = Field(1.0, ge=0, le=100, description="Weight of the mode-seeking term (Mao et al. 2019): "
+                                "the generator is rewarded for drawing images of one class that differ as much as "
+                                "their noise vectors do, against collapse to a few images per class; 0 = off.")
+    minibatch_std: bool = Field(False, description="The discriminator's last convolution also sees the spread of its "
+                                "features across groups of 4 images (Karras et al. 2018), so a generator drawing "
+                                "too similar images is caught.")
     d_lr_ratio: float = Field(2.0, gt=0, le=100, description="Discriminator learning rate / generator learning rate "
                               "(TTUR, Heusel et al. 2017); 1 = one learning rate for both.")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of both networks (0.5 as in the DCGAN recipe; 0.0 "

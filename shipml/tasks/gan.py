@@ -4,8 +4,10 @@ The networks (Radford et al. 2016, in the 28x28 MNIST shape): the generator maps
 through a linear layer to a (4w, H/4, W/4) map and two transposed-conv upsamplings with batch-norm to a tanh
 image; the discriminator downsamples with strided convs (spectral-normalised, or batch-normalised in the
 classic recipe) to a feature vector scored by a linear layer plus, when conditional, a projection term
-<embed(class), features> (Miyato & Koyama 2018). The adversarial loop is `shipml/training/gan.py`; what this
-task owns is the architecture, the pixel scaling and the losses.
+<embed(class), features> (Miyato & Koyama 2018); optionally the last convolution also sees a minibatch-std
+channel (Karras et al. 2018). The mode-seeking term (Mao et al. 2019) rewards the generator for drawing
+different images of one class from different noise. The adversarial loop is `shipml/training/gan.py`; what this
+task owns is the architecture, the pixel scaling and the losses (mode seeking included).
 
 Images are scaled to [-1, 1] from uint8; generated images go back to uint8 with `to_uint8`, the one rounding
 rule shared by the run, the exported graph and the report's sample grids.
@@ -29,7 +31,8 @@ from shipml.errors import ConfigError, TrainError
 from shipml.tasks._registry import register_task
 from shipml.tasks.base import Task, Tensors
 
-__all__ = ["GAN", "Discriminator", "Generator", "ImageGeneration", "diff_augment", "to_uint8"]
+__all__ = ["GAN", "Discriminator", "Generator", "ImageGeneration", "diff_augment", "minibatch_std", "mode_seeking",
+           "pair_classes", "to_uint8"]
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +59,31 @@ def diff_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     ry, rx = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
     keep = ~((ry >= oy) & (ry < oy + ch) & (rx >= ox) & (rx < ox + cw))  # (B, H, W)
     return x * keep[:, None].to(x.dtype)
+
+
+def minibatch_std(x: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """(B, C, H, W) -> (B, 1, H, W): per group of `group` images (the whole batch when B is not a multiple), the
+    features' standard deviation across the group, averaged over features and positions (Karras et al. 2018)."""
+    b = x.shape[0]
+    g = group if b % group == 0 and b >= group else b
+    y = x.view(g, b // g, *x.shape[1:])  # image i of every group at [:, i]
+    std = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B/g,)
+    return std.repeat(g).view(b, 1, 1, 1).expand(b, 1, *x.shape[2:])
+
+
+def pair_classes(y: torch.Tensor) -> torch.Tensor:
+    """Classes for a generator batch of len(y) in which images i and i + B//2 (i < B//2) share a class: the pairs
+    of the mode-seeking term. The first half keeps y's classes, so the mix stays the real batch's."""
+    h = len(y) // 2
+    return torch.cat([y[:h], y[:h], y[2 * h:]])
+
+
+def mode_seeking(images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The mode-seeking term (Mao et al. 2019) over the pairs (i, i + B//2): 1 / (mean |G(z1) - G(z2)| /
+    mean |z1 - z2|); it falls as images of one class differ more, relative to how much their noise differs."""
+    h = len(images) // 2
+    spread = (images[:h] - images[h:2 * h]).abs().mean() / (noise[:h] - noise[h:2 * h]).abs().mean()
+    return 1 / (spread + 1e-5)
 
 
 class Generator(nn.Module):
@@ -94,15 +122,22 @@ class Discriminator(nn.Module):
             return [spectral_norm(layer) if sn else layer, *([nn.BatchNorm2d(c_out)] if norm and not sn else []),
                     nn.LeakyReLU(0.2, inplace=True)]
 
+        self.mbstd = cfg.minibatch_std
+        last = conv(2 * w + self.mbstd, 4 * w, 3, 1, True)
+        self.split = -len(last)  # the last block's modules (which see the minibatch-std channel)
         self.features = nn.Sequential(*conv(channels, w, 4, 2, False), *conv(w, 2 * w, 4, 2, True),
-                                      *conv(2 * w, 4 * w, 3, 1, True))  # (B, 4w, H/4, W/4)
+                                      *last)  # (B, 4w, H/4, W/4)
         head = nn.Linear(4 * w, 1)
         self.head = spectral_norm(head) if sn else head
         embed = nn.Embedding(n_classes, 4 * w) if cfg.conditional else None
         self.embed = spectral_norm(embed) if (embed is not None and sn) else embed
 
     def forward(self, images: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        h = self.features(images).mean(dim=(2, 3))  # (B, 4w): mean pooling keeps scores O(1) at the start
+        if self.mbstd:
+            x = self.features[:self.split](images)  # (B, 2w, H/4, W/4)
+            h = self.features[self.split:](torch.cat([x, minibatch_std(x)], dim=1)).mean(dim=(2, 3))
+        else:
+            h = self.features(images).mean(dim=(2, 3))  # (B, 4w): mean pooling keeps scores O(1) at the start
         score = self.head(h).squeeze(1)  # (B,)
         if self.embed is not None:
             score = score + (self.embed(label) * h).sum(dim=1)  # the projection term

@@ -1,7 +1,8 @@
 """The adversarial loop (tasks whose `trainer` is "adversarial": image-generation), resumable to the bit.
 
 Per batch of real images: one discriminator step (real vs generated, the task's `d_loss`), one generator
-step (`g_loss`), then the generator's moving average (EMA) follows. The discriminator has its own learning
+step (`g_loss`, plus model.mode_seeking x the mode-seeking term, whose image pairs share a class), then
+the generator's moving average (EMA) follows. The discriminator has its own learning
 rate, train.lr x model.d_lr_ratio (TTUR). As in the supervised loop every random draw has a checkpointed
 owner: the epoch order is a function of (seed, epoch), the noise comes from its own generator, and a
 checkpoint holds both networks, the average, both optimizers and schedulers, the loop position and the RNGs,
@@ -31,7 +32,7 @@ from shipml.core.files import atomic_write_bytes
 from shipml.data.dataset import Dataset
 from shipml.errors import ConfigError, TrainError
 from shipml.tasks.base import Task
-from shipml.tasks.gan import GAN, Generator, diff_augment, to_uint8
+from shipml.tasks.gan import GAN, Generator, diff_augment, mode_seeking, pair_classes, to_uint8
 from shipml.training.checkpoint import load_latest, save_checkpoint
 from shipml.training.distributed import world
 from shipml.training.optim import build_scheduler, optimizer_state, restore_optimizer
@@ -187,10 +188,14 @@ class _Adversarial:
         self.d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
         self.d_opt.step()
-        fake = m.generator(task.noise(b, self.noise_gen), y)  # type: ignore[attr-defined]
-        g_loss = task.g_loss(m.discriminator(self._aug(fake), y))  # type: ignore[attr-defined]
+        z = task.noise(b, self.noise_gen)  # type: ignore[attr-defined]
+        ms = self.gan_cfg.mode_seeking if b >= 2 else 0.0
+        y_g = pair_classes(y) if ms else y
+        fake = m.generator(z, y_g)
+        g_loss = task.g_loss(m.discriminator(self._aug(fake), y_g))  # type: ignore[attr-defined]
+        seeking = mode_seeking(fake, z) if ms else None
         self.g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
+        (g_loss if seeking is None else g_loss + ms * seeking).backward()
         self.g_opt.step()
         self.g_sched.step()
         self.d_sched.step()
@@ -203,7 +208,7 @@ class _Adversarial:
         self.state.step += 1
         self.state.batch += 1
         self.state.samples += b
-        return {"d_loss": d, "g_loss": g}
+        return {"d_loss": d, "g_loss": g} | ({} if seeking is None else {"mode_seeking": seeking.item()})
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.aug_gen) if self.gan_cfg.diff_augment else x
@@ -238,11 +243,8 @@ class _Adversarial:
                         epoch_end = st.batch >= self.batches
                         if st.step % log_every == 0 or epoch_end:
                             now = time.perf_counter()
-                            log.write({"kind": "train", "step": st.step,
-                                       "epoch": round(st.epoch + st.batch / self.batches, 4),
-                                       "loss": losses["d_loss"], **losses,
-                                       "lr": self.g_sched.get_last_lr()[0],
-                                       "samples_per_s": window_n / max(now - window_t, 1e-9)})
+                            log.train(st, self.batches, losses["d_loss"], self.g_sched.get_last_lr()[0],
+                                      window_n / max(now - window_t, 1e-9), **losses)
                             window_t, window_n = now, 0
                         if epoch_end:
                             st.epoch += 1

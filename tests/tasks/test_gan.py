@@ -12,7 +12,7 @@ from shipml.config import GANConfig
 from shipml.data.dataset import CleaningLog, Dataset
 from shipml.errors import ConfigError
 from shipml.tasks import create_task
-from shipml.tasks.gan import GAN, diff_augment, to_uint8
+from shipml.tasks.gan import GAN, Discriminator, diff_augment, minibatch_std, mode_seeking, pair_classes, to_uint8
 
 
 def _digits(size: int = 8, classes: int = 10) -> Dataset:
@@ -68,6 +68,41 @@ def test_spectral_norm_and_classic_discriminator() -> None:
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.discriminator.modules())
     assert plain.ema is None and plain.sampler is plain.generator
     assert sn.ema is not None and sn.sampler is sn.ema
+
+
+def test_minibatch_std_sees_its_group_only() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 4, 4)
+    s = minibatch_std(x)  # groups of 4: images {0, 2, 4, 6} and {1, 3, 5, 7}
+    assert s.shape == (8, 1, 4, 4) and (s > 0).all()
+    same = x.clone()
+    same[2] = same[4] = same[6] = same[0]  # group {0, 2, 4, 6} holds one image four times
+    t = minibatch_std(same)
+    assert t[0].max() < 1e-3 and torch.equal(t[0], t[6]) and torch.equal(t[1], s[1])
+    assert minibatch_std(torch.randn(6, 3, 4, 4)).shape == (6, 1, 4, 4)  # 6 is no multiple of 4: one group
+    d = Discriminator(GANConfig(minibatch_std=True, width=4), 10, 1).eval()  # eval: batch-norm couples nothing
+    imgs, y = torch.randn(8, 1, 8, 8), torch.zeros(8, dtype=torch.long)
+    with torch.no_grad():
+        before = d(imgs, y)
+        imgs[2] += 1
+        after = d(imgs, y)
+    assert after[0] != before[0] and torch.equal(after[1::2], before[1::2])  # image 2 moved its group only
+
+
+def test_mode_seeking_pairs_one_class_and_rewards_spread() -> None:
+    y = torch.tensor([3, 1, 4, 1, 5, 9, 2])
+    assert pair_classes(y).tolist() == [3, 1, 4, 3, 1, 4, 2]  # pairs (0, 3), (1, 4), (2, 5); the odd one kept
+    torch.manual_seed(0)
+    z = torch.randn(8, 16)
+    images = (torch.randn(8, 1, 8, 8) * 0.01).requires_grad_()
+    loss = mode_seeking(images, z)
+    loss.backward()
+    assert images.grad is not None
+    spread = (images[:4] - images[4:]).abs().mean().item()
+    with torch.no_grad():
+        moved = images - 0.001 * images.grad / images.grad.abs().max()
+    assert (moved[:4] - moved[4:]).abs().mean().item() > spread  # descending the term pushes pairs apart
+    assert mode_seeking(moved, z) < loss
 
 
 def test_unconditional_generator_ignores_the_class() -> None:

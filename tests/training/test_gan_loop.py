@@ -34,8 +34,8 @@ def digits() -> Dataset:
                    images=images)
 
 
-def _fit(data: Dataset, run: Path, **train: object) -> torch.nn.Module:
-    task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3)).fit(data)
+def _fit(data: Dataset, run: Path, model: dict[str, object] | None = None, **train: object) -> torch.nn.Module:
+    task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3, **(model or {}))).fit(data)
     cfg = TrainConfig.model_validate({"epochs": 2, "batch_size": 32, "lr": 2e-4, "schedule": "constant",
                                       "threads": 1, "checkpoint_every": 5, **train})
     return fit(task, data, cfg, run, seed=3).model
@@ -55,6 +55,17 @@ def test_deterministic_with_grids_and_losses(digits: Dataset, tmp_path: Path) ->
     assert recs and all({"d_loss", "g_loss"} <= r.keys() for r in recs)
     ema = {k for k in a if k.startswith("ema.")}
     assert ema and not all(torch.equal(a[k], a["generator." + k[4:]]) for k in ema if "running" not in k)
+
+
+def test_mode_seeking_and_minibatch_std_train_deterministically(digits: Dataset, tmp_path: Path) -> None:
+    opts = {"mode_seeking": 1.0, "minibatch_std": True}
+    a = _fit(digits, tmp_path / "a", opts, epochs=1).state_dict()
+    b = _fit(digits, tmp_path / "b", opts, epochs=1).state_dict()
+    plain = _fit(digits, tmp_path / "c", {"mode_seeking": 0.0, "minibatch_std": True}, epochs=1).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["generator.project.0.weight"], plain["generator.project.0.weight"])
+    recs = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert recs and all(r["mode_seeking"] > 0 and np.isfinite(r["g_loss"]) for r in recs)  # logged apart from g_loss
 
 
 def test_supervised_settings_are_refused(digits: Dataset, tmp_path: Path) -> None:
