@@ -23,13 +23,18 @@ RUNS = {"image-classification": "image_run", "tabular-classification": "table_ru
         "image-generation": "generation_run"}
 # The regression teacher (8 epochs on diabetes) is underfit, and a half-width student from scratch needs more
 # epochs than the teacher had to match it (measured: r2 drop 0.19 at the default 8 epochs, -0.20 at 30).
-OVERRIDES = {"tabular-regression": ["compress.distill.epochs=30"]}
+# The digits teacher (4 epochs, ~96%) is underfit too: after 30% channel pruning, the default one recovery epoch
+# left it 2 rows behind on an AVX-512 machine (exactly the bound) and 3 on an AVX2-only one (other float
+# kernels, another trajectory); two epochs: 2 rows; three: 0 (measured on the AVX2 machine).
+OVERRIDES = {"tabular-regression": ["compress.distill.epochs=30"],
+             "image-classification": ["compress.prune.recovery_epochs=3"]}
 
 # The issue's promise: int8 within 0.3 points of the fp32 package (0.003), prune and distill within 0.5
 # points (0.005). On these test splits one row is worth more than that (digits 180 rows: 0.0056; breast
 # cancer 57: 0.018; 48 emails, 9 test rows: 0.11), so the bound is max(promise, ROWS[method] test rows):
 # int8 and fp16 may flip at most one borderline row, prune and distill (retrained) at most two. Measured:
-# int8 and fp16 lose no row anywhere; prune loses 1 row on digits and on cancer, distill 1 on cancer.
+# int8 and fp16 lose no row anywhere (int8 with 7-bit weights; 8-bit lost 2 digits without VNNI); prune
+# loses 1 row on cancer, none on digits with 3 recovery epochs; distill 1 on cancer and on digits.
 PROMISE = {"int8": 0.003, "fp16": 0.003, "prune": 0.005, "distill": 0.005}
 ROWS = {"int8": 1, "fp16": 1, "prune": 2, "distill": 2}
 # regression: r2 on 44 diabetes test rows; measured drops: int8 -0.004, fp16 0.0001, prune -0.04, distill -0.20
