@@ -9,7 +9,7 @@
 registry may import data (torch-free; its pydantic already comes with config): a model's holdout is its first
 run's test split, loaded exactly as export's parity check loads it (registry/holdout.py). It may import evaluate
 (torch-free, NO_TORCH below): the release gates (registry/gates.py) score candidate and production with the same
-metrics every report shows and decide with its paired tests (evaluate/paired.py), one owner of each statistic.
+metrics every report shows and decide with its paired tests (evaluate/paired/), one owner of each statistic.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ server uses) and from `shipml.evaluate.metrics`, the same metrics every report s
 - relative metric gates, `f1 >= production.f1 - 0.002` (`mae <= production.mae + 0.1` for lower-is-better
   metrics): a tolerated drop, in the metric's units. A fixed margin alone cannot tell a real regression from
   noise on a few hundred rows, hence:
-- `paired`: the paired test of shipml/evaluate/paired.py. Classification: exact McNemar mid-p on per-row
+- `paired`: the paired test of shipml/evaluate/paired/. Classification: exact McNemar mid-p on per-row
   correctness (the accuracy; only discordant rows carry information), plus a paired bootstrap of the F1
   difference when an F1 gate is declared (F1 is not a per-row proportion). Regression: paired bootstrap of
   the R² difference. "worse" beyond noise at `alpha` blocks; "better" is reported as such.
