@@ -4,7 +4,8 @@ A config is the whole recipe of a run. `load_config` reads YAML, applies `--set 
 validates; every problem becomes a `ConfigError` naming the field path, the bad value and what is
 allowed. The resolved config (defaults filled in) is written into every run directory.
 
-    schema.py    the sections (data, task, model, train, evaluate, compress) and `Config`
+    schema.py    the sections (data, task, model, train, evaluate) and `Config`
+    gan.py       the GAN model and its judge; shipping.py: compress, release, tune; base.py: `Section`
     loading.py   load_config / parse_config / apply_overrides / dump_config
 """
 

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from shipml.config.base import Section as _Section
 
 __all__ = ["GANConfig", "JudgeConfig"]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class GANConfig(_Section):
