@@ -54,11 +54,11 @@ def _judge(data: Path, work: Path, epochs: int) -> Path:
 
 
 def _row(name: str, data: Path, work: Path, judge: Path, epochs: int, lr: float, seed: int,
-         threads: int | None) -> dict[str, Any]:
+         threads: int | None, precision: str) -> dict[str, Any]:
     cfg = {"name": f"gan-{name}", "seed": seed, "output_dir": str(work), "data": {"path": str(data)},
            "task": {"name": "image-generation"}, "model": {"arch": "dcgan", **ROWS[name]},
            "train": {"epochs": epochs, "batch_size": 64, "lr": lr, "schedule": "constant", "checkpoint_every": 500,
-                     "threads": threads},
+                     "threads": threads, "precision": precision},
            "evaluate": {"judge": {"run": str(judge)}}}
     t0 = time.perf_counter()
     run_dir = work / f"gan-{name}-seed{seed}"
@@ -75,21 +75,22 @@ def _row(name: str, data: Path, work: Path, judge: Path, epochs: int, lr: float,
     m = run.metrics
     t, g = m["test"], m["generation"]
     return {"row": name, "run": str(run.path), "epochs": epochs, "train_s": run.info["train_seconds"],
-            "wall_s": round(time.perf_counter() - t0, 1), "requested_share": t.get("requested_share", {}).get("value"),
+            "arith": run.info.get("environment", {}).get("precision"), "wall_s": round(time.perf_counter() - t0, 1),
+            "requested_share": t.get("requested_share", {}).get("value"),
             "fid": g["fid"], "floor": g["fid_floor"], "ratio": t["fid_ratio"]["value"],
             "precision": t["precision"]["value"], "recall": t["recall"]["value"], "covered": g["covered"],
             "classes": g["classes"], "collapsed": g["collapsed"], "n": g["n"]}
 
 
 def _table(rows: list[dict[str, Any]], judge_acc: float | None) -> str:
-    head = ("| row | epochs | training (s) | on requested class | FID | floor | FID / floor | precision | recall "
-            "| classes covered |")
-    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    head = ("| row | epochs | arithmetic | training (s) | on requested class | FID | floor | FID / floor | precision "
+            "| recall | classes covered |")
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         share = "–" if r["requested_share"] is None else f"{r['requested_share']:.2%}"
-        lines.append(f"| {r['row']} | {r['epochs']} | {r['train_s']:.0f} | {share} | {r['fid']:.3f} | "
-                     f"{r['floor']:.3f} | {r['ratio']:.2f}x | {r['precision']:.3f} | {r['recall']:.3f} | "
-                     f"{r['covered']} of {r['classes']} |")
+        lines.append(f"| {r['row']} | {r['epochs']} | {r['arith']} | {r['train_s']:.0f} | {share} | "
+                     f"{r['fid']:.3f} | {r['floor']:.3f} | {r['ratio']:.2f}x | {r['precision']:.3f} | "
+                     f"{r['recall']:.3f} | {r['covered']} of {r['classes']} |")
     lines.append("")
     lines.append(f"Judge: shipml's image-classification CNN, test accuracy {judge_acc:.4f}; n = {rows[0]['n']} "
                  "generated vs real images per set; targets: >= 99% on the requested class, FID <= 2x floor, "
@@ -109,6 +110,8 @@ def main() -> None:
     ap.add_argument("--judge-run", type=Path, default=None, help="a finished image-classification run to judge with")
     ap.add_argument("--judge-epochs", type=int, default=15)
     ap.add_argument("--threads", type=int, default=None, help="torch threads per GAN run (default: all cores)")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="train.precision of the GAN rows (auto: bf16 autocast where the CPU has bf16 instructions)")
     ap.add_argument("--wait-judge", action="store_true", help="another invocation trains the judge in --work: "
                     "train the rows now and wait for work/judge/metrics.json before judging")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -123,7 +126,8 @@ def main() -> None:
                                 else _judge(args.data, args.work, args.judge_epochs))
     rows = []
     for name in args.only or ["shipml", "baseline"]:
-        rows.append(_row(name, args.data, args.work, judge, epochs, args.lr, args.seed, args.threads))
+        rows.append(_row(name, args.data, args.work, judge, epochs, args.lr, args.seed, args.threads,
+                         args.precision))
         print(json.dumps(rows[-1]), flush=True)
     judge_acc = json.loads((judge / "metrics.json").read_text())["test"]["accuracy"]["value"]
     print(f"judge {judge}: test accuracy {judge_acc:.4f}" + ("" if judge_acc >= 0.99 else "  (below the 99% bar)"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shipml.config.base import Section as _Section
 
@@ -26,6 +26,9 @@ class GANConfig(_Section):
                        "layer; doubled per resolution step (a 28x28 image has two).")
     conditional: bool = Field(True, description="Condition both networks on the class: `shipml generate --class`. "
                               "Needs two or more classes in the data.")
+    class_norm: bool = Field(False, description="Conditional generator only: every batch-norm of the generator "
+                             "takes its scale and shift from the class (conditional batch-norm, as in BigGAN), not "
+                             "only the input.")
     spectral_norm: bool = Field(False, description="Spectral normalisation on every discriminator layer (then the "
                                 "discriminator has no batch-norm); false: the classic DCGAN discriminator with "
                                 "batch-norm (measured better on mnist5k, docs/generation.md).")
@@ -51,6 +54,13 @@ class GANConfig(_Section):
                               "(the last generator).")
     grid: int = Field(8, ge=1, le=32, description="Fixed-noise samples per class in the grid saved each epoch "
                       "(samples/epoch-NNN.png in the run directory, shown in the report).")
+
+    @model_validator(mode="after")
+    def _class_norm_needs_classes(self) -> GANConfig:
+        if self.class_norm and not self.conditional:
+            raise ValueError("model.class_norm: true takes the generator's batch-norm scale and shift from the class, "
+                             "so it needs model.conditional: true; set one of them the other way")
+        return self
 
 
 class JudgeConfig(_Section):

@@ -12,7 +12,16 @@ from shipml.config import GANConfig
 from shipml.data.dataset import CleaningLog, Dataset
 from shipml.errors import ConfigError
 from shipml.tasks import create_task
-from shipml.tasks.gan import GAN, Discriminator, diff_augment, minibatch_std, mode_seeking, pair_classes, to_uint8
+from shipml.tasks.gan import (
+    GAN,
+    ClassBatchNorm,
+    Discriminator,
+    diff_augment,
+    minibatch_std,
+    mode_seeking,
+    pair_classes,
+    to_uint8,
+)
 
 
 def _digits(size: int = 8, classes: int = 10) -> Dataset:
@@ -103,6 +112,25 @@ def test_mode_seeking_pairs_one_class_and_rewards_spread() -> None:
         moved = images - 0.001 * images.grad / images.grad.abs().max()
     assert (moved[:4] - moved[4:]).abs().mean().item() > spread  # descending the term pushes pairs apart
     assert mode_seeking(moved, z) < loss
+
+
+def test_class_norm_takes_scale_and_shift_from_the_class() -> None:
+    task = create_task("image-generation", model=GANConfig(class_norm=True)).fit(_digits())
+    torch.manual_seed(0)
+    model = task.build_model()
+    norms = [m for m in model.sampler.modules() if isinstance(m, ClassBatchNorm)]
+    assert len(norms) == 3  # the projection and both upsampling steps
+    z = task.noise(4, torch.Generator().manual_seed(0)).repeat(2, 1)
+    y = torch.tensor([0, 3, 3, 0, 0, 3, 3, 0])
+    model.eval()
+    with torch.no_grad():
+        before = model(z, y)
+        norms[1].scale.weight[3] *= 2  # class 3's scale in the first upsampling step only
+        after = model(z, y)
+    changed = (before - after).abs().amax(dim=(1, 2, 3)) > 0
+    assert changed.tolist() == (y == 3).tolist()
+    with pytest.raises(ValueError, match=r"needs model\.conditional: true"):
+        GANConfig(class_norm=True, conditional=False)
 
 
 def test_unconditional_generator_ignores_the_class() -> None:

@@ -68,6 +68,20 @@ def test_mode_seeking_and_minibatch_std_train_deterministically(digits: Dataset,
     assert recs and all(r["mode_seeking"] > 0 and np.isfinite(r["g_loss"]) for r in recs)  # logged apart from g_loss
 
 
+def test_bf16_autocast_and_class_norm_train_deterministically(digits: Dataset, tmp_path: Path) -> None:
+    task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3, class_norm=True)).fit(digits)
+    cfg = {"epochs": 1, "batch_size": 32, "lr": 2e-4, "schedule": "constant", "threads": 1}
+    runs = {p: [fit(task, digits, TrainConfig.model_validate({**cfg, "precision": p}), tmp_path / f"{p}{i}", seed=3)
+                for i in range(2 if p == "bf16" else 1)] for p in ("bf16", "fp32")}
+    (a, b), (f,) = runs["bf16"], runs["fp32"]
+    assert a.precision == "bf16" and f.precision == "fp32"
+    sa, sb, sf = a.model.state_dict(), b.model.state_dict(), f.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    key = "generator.project.0.weight"
+    assert not torch.equal(sa[key], sf[key])  # the forward passes really ran in bf16
+    assert all(v.is_contiguous() for v in sa.values())  # trained channels-last, saved in the default layout
+
+
 def test_supervised_settings_are_refused(digits: Dataset, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="grad_accum"):
         _fit(digits, tmp_path / "x", grad_accum=2)
