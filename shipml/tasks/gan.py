@@ -216,10 +216,11 @@ class ImageGeneration(Task):
     headline = "fid_ratio"  # FID / the real-vs-real floor, in the judge's feature space (lower is better)
     trainer = "adversarial"
     compressible = False  # the frontier scores labelled predictions; a generator is exported as fp32 only
-    prefers_bf16 = True  # bf16 autocast: 90 -> 48 ms per step on the AMX machine (bench/gan.py --precision)
-    # bench/gan.py, mnist5k, 100 epochs: 576 s (AVX-512 machine, before mode seeking), 1358 s (AVX2-only machine)
+    prefers_bf16 = True  # bf16 autocast + channels-last: 90 -> 42 ms a step on the AMX machine (docs/generation.md)
+    # bench/gan.py, mnist5k: 200 epochs in bf16 took 584 s on the 2-core AMX machine, 190 fit the 10-minute budget;
+    # fp32 100 epochs: 576 s (AVX-512, before mode seeking), 1358 s (AVX2 only). docs/generation.md has the trials.
     recipe: ClassVar[dict[str, Any]] = {
-        "train": {"epochs": 100, "batch_size": 64, "lr": 2e-4, "schedule": "constant", "precision": "fp32",
+        "train": {"epochs": 190, "batch_size": 64, "lr": 2e-4, "schedule": "constant", "precision": "auto",
                   "checkpoint_every": 200},
     }
 
