@@ -3,7 +3,9 @@
 Per batch of real images: one discriminator step (real vs generated, the task's `d_loss`), one generator
 step (`g_loss`, plus model.mode_seeking x the mode-seeking term, whose image pairs share a class), then
 the generator's moving average (EMA) follows. The discriminator has its own learning
-rate, train.lr x model.d_lr_ratio (TTUR). As in the supervised loop every random draw has a checkpointed
+rate, train.lr x model.d_lr_ratio (TTUR). Both networks train channels-last, their forward passes autocast to
+bf16 when train.precision resolves to bf16 (weights, Adam state, the average and the losses stay fp32). As in the
+supervised loop every random draw has a checkpointed
 owner: the epoch order is a function of (seed, epoch), the noise comes from its own generator, and a
 checkpoint holds both networks, the average, both optimizers and schedulers, the loop position and the RNGs,
 so a run killed with SIGKILL and resumed ends on the same weights as one never stopped.
@@ -206,7 +208,8 @@ class _Adversarial:
         d, g = d_loss.item(), g_loss.item()
         if not (math.isfinite(d) and math.isfinite(g)):
             raise TrainError(f"the GAN losses became d={d} g={g} at step {self.state.step + 1}; training stopped. "
-                             f"Try a lower train.lr (now {self.cfg.lr:g}) or model.spectral_norm: true")
+                             f"Try a lower train.lr (now {self.cfg.lr:g}) or model.spectral_norm: true"
+                            + (", or train.precision: fp32" if self.precision == "bf16" else ""))
         if m.ema is not None:
             self._follow(m.ema, m.generator)
         self.state.step += 1
