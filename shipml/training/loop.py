@@ -313,9 +313,13 @@ class _Loop:
         finally:
             if self.log is not None:
                 self.log.close()
+        final = self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)  # plain fp32 forward from here on
+        self.model = final
+        # the DDP wrapper and its gradient reducer go while the process group exists: a reducer freed after
+        # destroy_process_group can wait forever for the gloo threads it joins (seen as a hung follower)
+        self.accelerator.free_memory()
         self.group.close()  # the others wait for rank 0's last checkpoint, then every process is single again
         seconds = seconds_before + time.perf_counter() - t0
-        final = self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)  # plain fp32 forward from here on
         if main and st.best is not None and self.best_path.exists():
             final.load_state_dict(load_file(str(self.best_path)))
         done = st.samples - samples_before
