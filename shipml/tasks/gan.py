@@ -100,8 +100,10 @@ class ClassBatchNorm(nn.Module):
         nn.init.zeros_(self.shift.weight)
 
     def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        shape = (len(x), -1) + (1,) * (x.dim() - 2)
-        return self.norm(x) * self.scale(label).view(shape) + self.shift(label).view(shape)
+        scale, shift = self.scale(label), self.shift(label)  # (B, C)
+        for _ in range(x.dim() - 2):  # (B, C, 1, 1) for maps; no batch size is traced into an exported graph
+            scale, shift = scale.unsqueeze(-1), shift.unsqueeze(-1)
+        return self.norm(x) * scale + shift
 
 
 class Generator(nn.Module):

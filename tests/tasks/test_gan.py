@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -131,6 +133,23 @@ def test_class_norm_takes_scale_and_shift_from_the_class() -> None:
     assert changed.tolist() == (y == 3).tolist()
     with pytest.raises(ValueError, match=r"needs model\.conditional: true"):
         GANConfig(class_norm=True, conditional=False)
+
+
+def test_class_norm_generator_exports_for_any_batch_size(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from shipml.export.generator import _trace
+
+    task = create_task("image-generation", model=GANConfig(class_norm=True, width=8, z_dim=8)).fit(_digits())
+    torch.manual_seed(0)
+    sampler = task.export_module(task.build_model())
+    _trace(sampler, 8, tmp_path / "g.onnx")  # traced with a batch of 2
+    z, y = task.noise(5, torch.Generator().manual_seed(1)), torch.tensor([0, 3, 5, 9, 3])
+    out = ort.InferenceSession(str(tmp_path / "g.onnx")).run(None, {"noise": z.numpy(), "class": y.numpy()})[0]
+    with torch.no_grad():
+        ref = sampler(z, y).numpy()
+    assert out.shape == ref.shape == (5, 8, 8, 1)
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
 
 
 def test_unconditional_generator_ignores_the_class() -> None:
