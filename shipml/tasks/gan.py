@@ -114,7 +114,7 @@ class Generator(nn.Module):
         self.cfg, self.c0, self.h0, self.w0 = cfg, cfg.width * 4, size[0] // 4, size[1] // 4
         self.embed = nn.Embedding(n_classes, cfg.z_dim) if cfg.conditional else None
         z_in = cfg.z_dim * (2 if cfg.conditional else 1)
-        w, cbn = cfg.width, cfg.conditional and cfg.class_norm
+        w, cbn = cfg.width, cfg.class_norm  # the config refuses class_norm without conditional
 
         def norm(c: int, dims: int) -> nn.Module:
             if cbn:

@@ -16,7 +16,6 @@ the report shows them. There is no validation loss to select a checkpoint by: th
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import math
@@ -217,12 +216,10 @@ class _Adversarial:
         self.state.samples += b
         return {"d_loss": d, "g_loss": g} | ({} if seeking is None else {"mode_seeking": seeking.item()})
 
-    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+    def _autocast(self) -> torch.autocast:
         """bf16 autocast of both networks' forward passes (train.precision); weights, optimizer state, the moving
         average and the losses stay fp32."""
-        if self.precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.aug_gen) if self.gan_cfg.diff_augment else x
