@@ -1,7 +1,8 @@
 """The adversarial loop (tasks whose `trainer` is "adversarial": image-generation), resumable to the bit.
 
 Per batch of real images: one discriminator step (real vs generated, the task's `d_loss`), one generator
-step (`g_loss`, plus model.mode_seeking x the mode-seeking term, whose image pairs share a class), then
+step (`g_loss`, plus model.mode_seeking x the mode-seeking term, whose image pairs share a class; the
+discriminator's weights are frozen in it, so their gradients are not computed for nothing), then
 the generator's moving average (EMA) follows. The discriminator has its own learning
 rate, train.lr x model.d_lr_ratio (TTUR). Both networks train channels-last, their forward passes autocast to
 bf16 when train.precision resolves to bf16 (weights, Adam state, the average and the losses stay fp32). As in the
@@ -43,6 +44,7 @@ from shipml.training.records import LoopState, MetricsLog
 __all__ = ["fit_adversarial", "sample_grid", "standing_stats"]
 
 SAMPLES = "samples"  # folder of the per-epoch grids in the run directory
+GRID_STAT_BATCHES = 2  # batches of 128 samples behind the standing statistics of each epoch's grid
 
 
 def _check(cfg: TrainConfig) -> None:
@@ -194,6 +196,7 @@ class _Adversarial:
         z = task.noise(b, self.noise_gen)  # type: ignore[attr-defined]
         ms = self.gan_cfg.mode_seeking if b >= 2 else 0.0
         y_g = pair_classes(y) if ms else y
+        m.discriminator.requires_grad_(False)  # the generator step needs no gradient of the discriminator's weights
         with self._autocast():
             fake = m.generator(z, y_g)
             fake_scores = m.discriminator(self._aug(fake), y_g).float()
@@ -201,6 +204,7 @@ class _Adversarial:
         seeking = mode_seeking(fake.float(), z) if ms else None
         self.g_opt.zero_grad(set_to_none=True)
         (g_loss if seeking is None else g_loss + ms * seeking).backward()
+        m.discriminator.requires_grad_(True)
         self.g_opt.step()
         self.g_sched.step()
         self.d_sched.step()
@@ -271,7 +275,9 @@ class _Adversarial:
             log.close()
 
     def _grid(self, epoch: int) -> None:
-        judged = standing_stats(self.model.sampler, self.task, self.seed)
+        # 256 samples estimate the batch-norm statistics well enough for a picture; the saved generator's use 1,024
+        # (8 batches took 0.16 s, 6% of a training epoch on mnist5k; 2 batches 0.04 s)
+        judged = standing_stats(self.model.sampler, self.task, self.seed, batches=GRID_STAT_BATCHES)
         atomic_write_bytes(self.run_dir / SAMPLES / f"epoch-{epoch:03d}.png", sample_grid(judged, self.task, self.seed))
         self.model.train()
 

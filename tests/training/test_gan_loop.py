@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from shipml.data.dataset import CleaningLog, Dataset
 from shipml.errors import ConfigError
 from shipml.tasks import create_task
 from shipml.training import fit
+from shipml.training.gan import _Adversarial, _epoch_order
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +82,30 @@ def test_bf16_autocast_and_class_norm_train_deterministically(digits: Dataset, t
     key = "generator.project.0.weight"
     assert not torch.equal(sa[key], sf[key])  # the forward passes really ran in bf16
     assert all(v.is_contiguous() for v in sa.values())  # trained channels-last, saved in the default layout
+
+
+def test_generator_step_computes_no_discriminator_gradients(digits: Dataset, tmp_path: Path) -> None:
+    """Each discriminator weight gets one gradient a step (its own loss's), not a second one from the generator's
+    backward pass that would only be thrown away."""
+    task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3)).fit(digits)
+    cfg = TrainConfig.model_validate({"epochs": 1, "batch_size": 32, "lr": 2e-4, "schedule": "constant",
+                                      "threads": 1})
+    loop = _Adversarial(task, digits, cfg, tmp_path, seed=3, precision="fp32")
+    d_params = list(loop.model.discriminator.parameters())
+    calls = [0] * len(d_params)
+
+    def count(i: int) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            calls[i] += 1
+        return hook
+
+    for i, p in enumerate(d_params):
+        p.register_hook(count(i))
+    g_before = [p.detach().clone() for p in loop.model.generator.parameters()]
+    loop.step(_epoch_order(loop.train_idx, 3, 0))
+    assert calls == [1] * len(d_params)
+    assert all(p.requires_grad for p in d_params)  # trainable again for the next discriminator step
+    assert any(not torch.equal(a, p) for a, p in zip(g_before, loop.model.generator.parameters(), strict=True))
 
 
 def test_supervised_settings_are_refused(digits: Dataset, tmp_path: Path) -> None:
