@@ -51,7 +51,9 @@ class GANConfig(_Section):
                          "is usual with spectral norm and hinge loss).")
     ema: float | None = Field(0.999, ge=0, lt=1, description="Decay of an exponential moving average of the "
                               "generator weights, which is what is sampled, judged and exported; null = no average "
-                              "(the last generator).")
+                              "(the last generator). Warmed up: step t uses min(ema, (1 + t) / (10 + t)), which "
+                              "reaches 0.999 only after 8,991 steps, so in shorter runs a larger value changes "
+                              "nothing.")
     grid: int = Field(8, ge=1, le=32, description="Fixed-noise samples per class in the grid saved each epoch "
                       "(samples/epoch-NNN.png in the run directory, shown in the report).")
 
