@@ -45,6 +45,13 @@ class GANConfig(_Section):
     minibatch_std: bool = Field(False, description="The discriminator's last convolution also sees the spread of its "
                                 "features across groups of 4 images (Karras et al. 2018), so a generator drawing "
                                 "too similar images is caught.")
+    r1: float = Field(0.0, ge=0, le=1000, description="Weight gamma of the R1 penalty (Mescheder et al. 2018): the "
+                      "discriminator also pays gamma / 2 x the squared gradient of its score on real images, so it "
+                      "cannot carve sharp edges around the training images that the generator then crowds into "
+                      "(fewer kinds of sample, lower recall); 0 = off.")
+    r1_every: int = Field(4, ge=1, le=64, description="Compute the R1 penalty every N discriminator steps, weighted "
+                          "x N (lazy regularisation, Karras et al. 2020): the extra backward pass costs ~40% of a step "
+                          "when taken every step.")
     d_lr_ratio: float = Field(2.0, gt=0, le=100, description="Discriminator learning rate / generator learning rate "
                               "(TTUR, Heusel et al. 2017); 1 = one learning rate for both.")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of both networks (0.5 as in the DCGAN recipe; 0.0 "

@@ -1,6 +1,7 @@
 """The adversarial loop (tasks whose `trainer` is "adversarial": image-generation), resumable to the bit.
 
-Per batch of real images: one discriminator step (real vs generated, the task's `d_loss`), one generator
+Per batch of real images: one discriminator step (real vs generated, the task's `d_loss`, plus every
+model.r1_every steps the R1 penalty on real images weighted model.r1 x r1_every / 2), one generator
 step (`g_loss`, plus model.mode_seeking x the mode-seeking term, whose image pairs share a class; the
 discriminator's weights are frozen in it, so their gradients are not computed for nothing), then
 the generator's moving average (EMA) follows. The discriminator has its own learning
@@ -189,11 +190,16 @@ class _Adversarial:
         b = len(idx)
         with torch.no_grad(), self._autocast():
             fake = m.generator(task.noise(b, self.noise_gen), y)  # type: ignore[attr-defined]
+        r1 = self.gan_cfg.r1 if self.state.step % self.gan_cfg.r1_every == 0 else 0.0
+        real_in = self._aug(real)
+        if r1:
+            real_in = real_in.detach().requires_grad_(True)
         with self._autocast():
-            scores = m.discriminator(self._aug(real), y).float(), m.discriminator(self._aug(fake), y).float()
+            scores = m.discriminator(real_in, y).float(), m.discriminator(self._aug(fake), y).float()
         d_loss = task.d_loss(*scores)  # type: ignore[attr-defined]
+        penalty = self._r1(scores[0], real_in) if r1 else None
         self.d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
+        (d_loss if penalty is None else d_loss + r1 * self.gan_cfg.r1_every / 2 * penalty).backward()
         self.d_opt.step()
         z = task.noise(b, self.noise_gen)  # type: ignore[attr-defined]
         ms = self.gan_cfg.mode_seeking if b >= 2 else 0.0
@@ -220,7 +226,15 @@ class _Adversarial:
         self.state.step += 1
         self.state.batch += 1
         self.state.samples += b
-        return {"d_loss": d, "g_loss": g} | ({} if seeking is None else {"mode_seeking": seeking.item()})
+        return ({"d_loss": d, "g_loss": g} | ({} if seeking is None else {"mode_seeking": seeking.item()})
+                | ({} if penalty is None else {"r1": penalty.item()}))
+
+    @staticmethod
+    def _r1(real_scores: torch.Tensor, real_in: torch.Tensor) -> torch.Tensor:
+        """R1 (Mescheder et al. 2018): the mean over the batch of |d score / d image|^2, differentiable (the
+        discriminator's step descends it); the images are the ones the discriminator saw (augmented, if so)."""
+        (grad,) = torch.autograd.grad(real_scores.sum(), real_in, create_graph=True)
+        return grad.float().pow(2).sum(dim=(1, 2, 3)).mean()
 
     def _autocast(self) -> torch.autocast:
         """bf16 autocast of both networks' forward passes (train.precision); weights, optimizer state, the moving

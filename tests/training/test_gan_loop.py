@@ -108,6 +108,40 @@ def test_generator_step_computes_no_discriminator_gradients(digits: Dataset, tmp
     assert any(not torch.equal(a, p) for a, p in zip(g_before, loop.model.generator.parameters(), strict=True))
 
 
+def _d_grads(data: Dataset, tmp_path: Path, step: int, **model: object) -> list[torch.Tensor]:
+    """The discriminator's gradients of one loop step taken at position `step` (from the same weights)."""
+    task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3, **model)).fit(data)
+    cfg = TrainConfig.model_validate({"epochs": 1, "batch_size": 32, "lr": 2e-4, "schedule": "constant",
+                                      "threads": 1})
+    loop = _Adversarial(task, data, cfg, tmp_path, seed=3, precision="fp32")
+    loop.state.step = step
+    losses = loop.step(_epoch_order(loop.train_idx, 3, 0))
+    assert ("r1" in losses) == (model.get("r1", 0) > 0 and step % int(model.get("r1_every", 4)) == 0)  # type: ignore[call-overload]
+    return [p.grad.clone() for p in loop.model.discriminator.parameters()]  # type: ignore[union-attr]
+
+
+def test_r1_penalty_changes_the_discriminator_step_lazily(digits: Dataset, tmp_path: Path) -> None:
+    plain = _d_grads(digits, tmp_path, 0)
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # noqa: E731
+    assert same(plain, _d_grads(digits, tmp_path, 0))
+    assert not same(plain, _d_grads(digits, tmp_path, 0, r1=1.0, r1_every=2))  # a penalised step
+    assert same(_d_grads(digits, tmp_path, 1), _d_grads(digits, tmp_path, 1, r1=1.0, r1_every=2))  # a skipped one
+    # every 2nd step at gamma 0.25 weighs the same as every step at gamma 0.5 (the penalty is weighted x r1_every)
+    every, lazy = _d_grads(digits, tmp_path, 2, r1=0.5, r1_every=1), _d_grads(digits, tmp_path, 2, r1=0.25, r1_every=2)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(every, lazy, strict=True))
+
+
+def test_r1_is_the_squared_gradient_norm_on_real_images() -> None:
+    """For a linear critic D(x) = <w, x> the gradient is w for every image: the penalty is |w|^2 and its own
+    gradient (what the discriminator's step descends) is 2w."""
+    w = torch.randn(1, 2, 3, 3, requires_grad=True)
+    x = torch.randn(5, 2, 3, 3, requires_grad=True)
+    penalty = _Adversarial._r1((x * w).sum(dim=(1, 2, 3)), x)
+    assert torch.allclose(penalty, w.detach().pow(2).sum())
+    penalty.backward()
+    assert torch.allclose(w.grad, 2 * w.detach())  # type: ignore[arg-type]
+
+
 def test_supervised_settings_are_refused(digits: Dataset, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="grad_accum"):
         _fit(digits, tmp_path / "x", grad_accum=2)
