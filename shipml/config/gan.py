@@ -45,6 +45,10 @@ class GANConfig(_Section):
     minibatch_std: bool = Field(False, description="The discriminator's last convolution also sees the spread of its "
                                 "features across groups of 4 images (Karras et al. 2018), so a generator drawing "
                                 "too similar images is caught.")
+    class_loss: float = Field(0.0, ge=0, le=100, description="Conditional model only: weight of an auxiliary "
+                              "classification loss (AC-GAN, Odena et al. 2017). The discriminator also learns to "
+                              "classify the real images, and the generator is rewarded when its images are "
+                              "classified as the class it was asked for: fewer ambiguous samples; 0 = off.")
     r1: float = Field(0.0, ge=0, le=1000, description="Weight gamma of the R1 penalty (Mescheder et al. 2018): the "
                       "discriminator also pays gamma / 2 x the squared gradient of its score on real images, so it "
                       "cannot carve sharp edges around the training images that the generator then crowds into "
@@ -65,10 +69,13 @@ class GANConfig(_Section):
                       "(samples/epoch-NNN.png in the run directory, shown in the report).")
 
     @model_validator(mode="after")
-    def _class_norm_needs_classes(self) -> GANConfig:
+    def _class_options_need_classes(self) -> GANConfig:
         if self.class_norm and not self.conditional:
             raise ValueError("model.class_norm: true takes the generator's batch-norm scale and shift from the class, "
                              "so it needs model.conditional: true; set one of them the other way")
+        if self.class_loss and not self.conditional:
+            raise ValueError("model.class_loss rewards samples classified as the requested class, so it needs "
+                             "model.conditional: true; set class_loss: 0 or conditional: true")
         return self
 
 

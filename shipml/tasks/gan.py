@@ -144,7 +144,8 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """images (B, C, H, W) [+ class (B,)] -> one score per image (B,); higher = more real."""
+    """images (B, C, H, W) [+ class (B,)] -> one score per image (B,); higher = more real. With model.class_loss
+    it also has a classifier head on the same features (`score_and_logits`)."""
 
     def __init__(self, cfg: GANConfig, n_classes: int, channels: int) -> None:
         super().__init__()
@@ -164,17 +165,29 @@ class Discriminator(nn.Module):
         self.head = spectral_norm(head) if sn else head
         embed = nn.Embedding(n_classes, 4 * w) if cfg.conditional else None
         self.embed = spectral_norm(embed) if (embed is not None and sn) else embed
+        self.classify = nn.Linear(4 * w, n_classes) if cfg.class_loss else None  # the config needs conditional
 
-    def forward(self, images: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    def _pooled(self, images: torch.Tensor) -> torch.Tensor:
         if self.mbstd:
             x = self.features[:self.split](images)  # (B, 2w, H/4, W/4)
-            h = self.features[self.split:](torch.cat([x, minibatch_std(x)], dim=1)).mean(dim=(2, 3))
-        else:
-            h = self.features(images).mean(dim=(2, 3))  # (B, 4w): mean pooling keeps scores O(1) at the start
+            return self.features[self.split:](torch.cat([x, minibatch_std(x)], dim=1)).mean(dim=(2, 3))
+        return self.features(images).mean(dim=(2, 3))  # (B, 4w): mean pooling keeps scores O(1) at the start
+
+    def _score(self, h: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         score = self.head(h).squeeze(1)  # (B,)
         if self.embed is not None:
             score = score + (self.embed(label) * h).sum(dim=1)  # the projection term
         return score
+
+    def forward(self, images: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return self._score(self._pooled(images), label)
+
+    def score_and_logits(self, images: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The score (B,) and the class logits (B, K) of one forward pass (model.class_loss > 0 only)."""
+        if self.classify is None:
+            raise TypeError("this discriminator has no classifier head (model.class_loss is 0)")
+        h = self._pooled(images)
+        return self._score(h, label), self.classify(h)
 
 
 class GAN(nn.Module):

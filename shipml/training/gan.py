@@ -1,8 +1,10 @@
 """The adversarial loop (tasks whose `trainer` is "adversarial": image-generation), resumable to the bit.
 
 Per batch of real images: one discriminator step (real vs generated, the task's `d_loss`, plus every
-model.r1_every steps the R1 penalty on real images weighted model.r1 x r1_every / 2), one generator
-step (`g_loss`, plus model.mode_seeking x the mode-seeking term, whose image pairs share a class; the
+model.r1_every steps the R1 penalty on real images weighted model.r1 x r1_every / 2, and model.class_loss x
+its classifier head's cross-entropy on the real images), one generator step (`g_loss`, plus
+model.mode_seeking x the mode-seeking term, whose image pairs share a class, and model.class_loss x the
+cross-entropy of its images against the classes asked for; the
 discriminator's weights are frozen in it, so their gradients are not computed for nothing), then
 the generator's moving average (EMA) follows. The discriminator has its own learning
 rate, train.lr x model.d_lr_ratio (TTUR). Both networks train channels-last, their forward passes autocast to
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torch.nn import functional as F
 
 from shipml._console import Reporter
 from shipml.config import GANConfig, TrainConfig
@@ -194,12 +197,17 @@ class _Adversarial:
         real_in = self._aug(real)
         if r1:
             real_in = real_in.detach().requires_grad_(True)
+        ac = self.gan_cfg.class_loss
         with self._autocast():
-            scores = m.discriminator(real_in, y).float(), m.discriminator(self._aug(fake), y).float()
+            real_scores, real_logits = (m.discriminator.score_and_logits(real_in, y) if ac
+                                        else (m.discriminator(real_in, y), None))
+            scores = real_scores.float(), m.discriminator(self._aug(fake), y).float()
         d_loss = task.d_loss(*scores)  # type: ignore[attr-defined]
         penalty = self._r1(scores[0], real_in) if r1 else None
+        class_d = None if real_logits is None else F.cross_entropy(real_logits.float(), y)
         self.d_opt.zero_grad(set_to_none=True)
-        (d_loss if penalty is None else d_loss + r1 * self.gan_cfg.r1_every / 2 * penalty).backward()
+        (d_loss + (0 if penalty is None else r1 * self.gan_cfg.r1_every / 2 * penalty)
+         + (0 if class_d is None else ac * class_d)).backward()
         self.d_opt.step()
         z = task.noise(b, self.noise_gen)  # type: ignore[attr-defined]
         ms = self.gan_cfg.mode_seeking if b >= 2 else 0.0
@@ -207,11 +215,13 @@ class _Adversarial:
         m.discriminator.requires_grad_(False)  # the generator step needs no gradient of the discriminator's weights
         with self._autocast():
             fake = m.generator(z, y_g)
-            fake_scores = m.discriminator(self._aug(fake), y_g).float()
-        g_loss = task.g_loss(fake_scores)  # type: ignore[attr-defined]
+            fake_scores, fake_logits = (m.discriminator.score_and_logits(self._aug(fake), y_g) if ac
+                                        else (m.discriminator(self._aug(fake), y_g), None))
+        g_loss = task.g_loss(fake_scores.float())  # type: ignore[attr-defined]
         seeking = mode_seeking(fake.float(), z) if ms else None
+        class_g = None if fake_logits is None else F.cross_entropy(fake_logits.float(), y_g)
         self.g_opt.zero_grad(set_to_none=True)
-        (g_loss if seeking is None else g_loss + ms * seeking).backward()
+        (g_loss + (0 if seeking is None else ms * seeking) + (0 if class_g is None else ac * class_g)).backward()
         m.discriminator.requires_grad_(True)
         self.g_opt.step()
         self.g_sched.step()
@@ -226,8 +236,8 @@ class _Adversarial:
         self.state.step += 1
         self.state.batch += 1
         self.state.samples += b
-        return ({"d_loss": d, "g_loss": g} | ({} if seeking is None else {"mode_seeking": seeking.item()})
-                | ({} if penalty is None else {"r1": penalty.item()}))
+        extra = {"mode_seeking": seeking, "r1": penalty, "class_d": class_d, "class_g": class_g}
+        return {"d_loss": d, "g_loss": g} | {k: v.item() for k, v in extra.items() if v is not None}
 
     @staticmethod
     def _r1(real_scores: torch.Tensor, real_in: torch.Tensor) -> torch.Tensor:

@@ -135,6 +135,19 @@ def test_class_norm_takes_scale_and_shift_from_the_class() -> None:
         GANConfig(class_norm=True, conditional=False)
 
 
+def test_class_loss_head_scores_the_same_forward_pass() -> None:
+    task = create_task("image-generation", model=GANConfig(class_loss=0.5, minibatch_std=True)).fit(_digits())
+    torch.manual_seed(0)
+    d = task.build_model().discriminator.eval()
+    x, y = torch.rand(8, 1, 8, 8) * 2 - 1, torch.arange(8) % 10
+    score, logits = d.score_and_logits(x, y)
+    assert torch.equal(score, d(x, y)) and logits.shape == (8, 10)
+    with pytest.raises(ValueError, match=r"class_loss.*needs model\.conditional: true"):
+        GANConfig(class_loss=0.5, conditional=False)
+    plain = create_task("image-generation", model=GANConfig()).fit(_digits()).build_model().discriminator
+    assert plain.classify is None and not any("classify" in k for k in plain.state_dict())
+
+
 def test_class_norm_generator_exports_for_any_batch_size(tmp_path: Path) -> None:
     import onnxruntime as ort
 

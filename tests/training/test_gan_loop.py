@@ -142,6 +142,27 @@ def test_r1_is_the_squared_gradient_norm_on_real_images() -> None:
     assert torch.allclose(w.grad, 2 * w.detach())  # type: ignore[arg-type]
 
 
+def test_class_loss_trains_the_head_on_real_images_and_the_generator_on_its_verdict(digits: Dataset,
+                                                                                      tmp_path: Path) -> None:
+    """The classifier head's output gets a gradient twice a step: from its cross-entropy on the real images (the
+    discriminator's step) and from its verdict on the generated ones (the generator's step)."""
+    task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3, class_loss=1.0)).fit(digits)
+    cfg = TrainConfig.model_validate({"epochs": 1, "batch_size": 32, "lr": 2e-4, "schedule": "constant",
+                                      "threads": 1})
+    loop = _Adversarial(task, digits, cfg, tmp_path, seed=3, precision="fp32")
+    grads: list[float] = []
+    head = loop.model.discriminator.classify
+
+    def watch(mod: torch.nn.Module, inp: object, out: torch.Tensor) -> None:
+        out.register_hook(lambda g: grads.append(g.abs().sum().item()))
+
+    head.register_forward_hook(watch)
+    before = head.weight.detach().clone()
+    losses = loop.step(_epoch_order(loop.train_idx, 3, 0))
+    assert len(grads) == 2 and all(g > 0 for g in grads)
+    assert not torch.equal(before, head.weight) and losses["class_d"] > 0 and losses["class_g"] > 0
+
+
 def test_supervised_settings_are_refused(digits: Dataset, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="grad_accum"):
         _fit(digits, tmp_path / "x", grad_accum=2)
@@ -154,7 +175,7 @@ name: gan
 seed: 5
 data: {path: "sklearn:digits"}
 task: {name: image-generation}
-model: {arch: dcgan, width: 16, z_dim: 16, grid: 2}
+model: {arch: dcgan, width: 16, z_dim: 16, grid: 2, r1: 0.2, r1_every: 3, class_loss: 0.2}  # r1: resumed mid-cycle
 train: {epochs: 25, batch_size: 32, lr: 0.0002, schedule: constant, checkpoint_every: 7, keep_checkpoints: 2,
         threads: 1}
 evaluate: {judge: {epochs: 1, samples: 100}}
