@@ -65,14 +65,22 @@ class GANConfig(_Section):
                               "(the last generator). Warmed up: step t uses min(ema, (1 + t) / (10 + t)), which "
                               "reaches 0.999 only after 8,991 steps, so in shorter runs a larger value changes "
                               "nothing.")
+    sample_scale: float = Field(1.0, ge=0.5, le=2, description="Standard deviation of the noise the moving "
+                                "average is sampled with (what is judged, generated and exported); the trained "
+                                "generator always sees 1. Above 1 draws more varied, slightly less typical samples "
+                                "(higher recall, lower precision), below 1 the reverse (the truncation trick, Brock "
+                                "et al. 2019). Needs model.ema.")
     grid: int = Field(8, ge=1, le=32, description="Fixed-noise samples per class in the grid saved each epoch "
                       "(samples/epoch-NNN.png in the run directory, shown in the report).")
 
     @model_validator(mode="after")
-    def _class_options_need_classes(self) -> GANConfig:
+    def _check_combinations(self) -> GANConfig:
         if self.class_norm and not self.conditional:
             raise ValueError("model.class_norm: true takes the generator's batch-norm scale and shift from the class, "
                              "so it needs model.conditional: true; set one of them the other way")
+        if self.sample_scale != 1.0 and self.ema is None:
+            raise ValueError("model.sample_scale scales the noise of the moving average, and model.ema is null; set "
+                             "an ema (0.999) or sample_scale: 1")
         if self.class_loss and not self.conditional:
             raise ValueError("model.class_loss rewards samples classified as the requested class, so it needs "
                              "model.conditional: true; set class_loss: 0 or conditional: true")

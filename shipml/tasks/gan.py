@@ -112,6 +112,7 @@ class Generator(nn.Module):
     def __init__(self, cfg: GANConfig, n_classes: int, channels: int, size: tuple[int, int]) -> None:
         super().__init__()
         self.cfg, self.c0, self.h0, self.w0 = cfg, cfg.width * 4, size[0] // 4, size[1] // 4
+        self.noise_scale = 1.0  # model.sample_scale on the moving average (GAN sets it); the trained one sees 1
         self.embed = nn.Embedding(n_classes, cfg.z_dim) if cfg.conditional else None
         z_in = cfg.z_dim * (2 if cfg.conditional else 1)
         w, cbn = cfg.width, cfg.class_norm  # the config refuses class_norm without conditional
@@ -138,6 +139,8 @@ class Generator(nn.Module):
         return x
 
     def forward(self, noise: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        if self.noise_scale != 1.0:
+            noise = noise * self.noise_scale  # a constant in an exported graph
         z = noise if self.embed is None else torch.cat([noise, self.embed(label)], dim=1)  # (B, z_in)
         x = self._through(self.project, z, label).view(-1, self.c0, self.h0, self.w0)
         return self._through(self.body, x, label)
@@ -201,6 +204,7 @@ class GAN(nn.Module):
         self.ema = copy.deepcopy(self.generator) if cfg.ema is not None else None
         if self.ema is not None:
             self.ema.requires_grad_(False)
+            self.ema.noise_scale = cfg.sample_scale  # the config refuses a scale without the average
 
     @property
     def sampler(self) -> Generator:

@@ -165,6 +165,26 @@ def test_class_norm_generator_exports_for_any_batch_size(tmp_path: Path) -> None
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
 
 
+def test_sample_scale_scales_the_noise_of_what_is_sampled_and_exported(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from shipml.export.generator import _trace
+
+    task = create_task("image-generation", model=GANConfig(sample_scale=1.5, width=8, z_dim=8)).fit(_digits())
+    torch.manual_seed(0)
+    model = task.build_model().eval()  # the average starts as a copy of the trained generator
+    z, y = task.noise(4, torch.Generator().manual_seed(1)), torch.tensor([0, 3, 5, 9])
+    with torch.no_grad():
+        assert torch.equal(model(z, y), model.generator(1.5 * z, y))  # what is judged and generated
+        assert not torch.equal(model(z, y), model.generator(z, y))  # the trained generator sees unscaled noise
+        ref = task.export_module(model)(z, y).numpy()
+    _trace(task.export_module(model), 8, tmp_path / "g.onnx")
+    out = ort.InferenceSession(str(tmp_path / "g.onnx")).run(None, {"noise": z.numpy(), "class": y.numpy()})[0]
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1  # the package applies the same scale
+    with pytest.raises(ValueError, match=r"sample_scale.*model\.ema is null"):
+        GANConfig(sample_scale=1.5, ema=None)
+
+
 def test_unconditional_generator_ignores_the_class() -> None:
     task = create_task("image-generation", model=GANConfig(conditional=False)).fit(_digits())
     torch.manual_seed(0)
