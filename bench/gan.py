@@ -13,9 +13,11 @@ of samples the judge puts in the requested class, and how many classes are cover
 Rows:
   shipml    the task's defaults: batch-norm discriminator, non-saturating loss, TTUR (D lr 2x G lr), Adam
             beta1 0.5, EMA of the generator (0.999) with standing batch-norm statistics, the mode-seeking
-            term at weight 1 (image pairs of one class rewarded for differing)
-  baseline  the same networks as a plain conditional DCGAN: one learning rate, no EMA, no mode seeking (and,
-            like the defaults, no spectral norm, no DiffAugment, no minibatch std)
+            term at weight 1 (image pairs of one class rewarded for differing), the R1 penalty (gamma 0.2,
+            every 4th step), an auxiliary classification loss (0.2), sampled at noise scale 1.05
+  baseline  the same networks as a plain conditional DCGAN: one learning rate, no EMA, no mode seeking, no R1,
+            no class loss, noise scale 1 (and, like the defaults, no spectral norm, no DiffAugment, no
+            minibatch std)
 
 Targets (issue 13): requested-class share >= 99%, FID <= 2x the floor, precision and recall >= 0.8, every class
 covered, <= 10 minutes of training on this 2-core machine.
@@ -39,7 +41,8 @@ import shipml
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "mnist5k.tar.gz"
 PLAIN = {"spectral_norm": False, "loss": "non-saturating", "d_lr_ratio": 1.0, "beta1": 0.5, "ema": None,
-         "diff_augment": False, "mode_seeking": 0.0, "minibatch_std": False}
+         "diff_augment": False, "mode_seeking": 0.0, "minibatch_std": False, "r1": 0.0, "class_loss": 0.0,
+         "sample_scale": 1.0}
 ROWS = {"shipml": {}, "baseline": PLAIN}
 
 

@@ -45,11 +45,11 @@ class GANConfig(_Section):
     minibatch_std: bool = Field(False, description="The discriminator's last convolution also sees the spread of its "
                                 "features across groups of 4 images (Karras et al. 2018), so a generator drawing "
                                 "too similar images is caught.")
-    class_loss: float = Field(0.0, ge=0, le=100, description="Conditional model only: weight of an auxiliary "
-                              "classification loss (AC-GAN, Odena et al. 2017). The discriminator also learns to "
-                              "classify the real images, and the generator is rewarded when its images are "
-                              "classified as the class it was asked for: fewer ambiguous samples; 0 = off.")
-    r1: float = Field(0.0, ge=0, le=1000, description="Weight gamma of the R1 penalty (Mescheder et al. 2018): the "
+    class_loss: float = Field(0.2, ge=0, le=100, description="Conditional model only (0 otherwise): weight of an "
+                              "auxiliary classification loss (AC-GAN, Odena et al. 2017). The discriminator also "
+                              "learns to classify the real images, and the generator is rewarded when its images "
+                              "are classified as the class it was asked for: fewer ambiguous samples; 0 = off.")
+    r1: float = Field(0.2, ge=0, le=1000, description="Weight gamma of the R1 penalty (Mescheder et al. 2018): the "
                       "discriminator also pays gamma / 2 x the squared gradient of its score on real images, so it "
                       "cannot carve sharp edges around the training images that the generator then crowds into "
                       "(fewer kinds of sample, lower recall); 0 = off.")
@@ -65,11 +65,11 @@ class GANConfig(_Section):
                               "(the last generator). Warmed up: step t uses min(ema, (1 + t) / (10 + t)), which "
                               "reaches 0.999 only after 8,991 steps, so in shorter runs a larger value changes "
                               "nothing.")
-    sample_scale: float = Field(1.0, ge=0.5, le=2, description="Standard deviation of the noise the moving "
+    sample_scale: float = Field(1.05, ge=0.5, le=2, description="Standard deviation of the noise the moving "
                                 "average is sampled with (what is judged, generated and exported); the trained "
                                 "generator always sees 1. Above 1 draws more varied, slightly less typical samples "
                                 "(higher recall, lower precision), below 1 the reverse (the truncation trick, Brock "
-                                "et al. 2019). Needs model.ema.")
+                                "et al. 2019). Needs model.ema (1 without it).")
     grid: int = Field(8, ge=1, le=32, description="Fixed-noise samples per class in the grid saved each epoch "
                       "(samples/epoch-NNN.png in the run directory, shown in the report).")
 
@@ -78,12 +78,19 @@ class GANConfig(_Section):
         if self.class_norm and not self.conditional:
             raise ValueError("model.class_norm: true takes the generator's batch-norm scale and shift from the class, "
                              "so it needs model.conditional: true; set one of them the other way")
+        # the defaults of class_loss and sample_scale step aside (0, 1) where they mean nothing; set by hand they
+        # are refused there
+        given = self.model_fields_set
         if self.sample_scale != 1.0 and self.ema is None:
-            raise ValueError("model.sample_scale scales the noise of the moving average, and model.ema is null; set "
-                             "an ema (0.999) or sample_scale: 1")
+            if "sample_scale" in given:
+                raise ValueError("model.sample_scale scales the noise of the moving average, and model.ema is null; "
+                                 "set an ema (0.999) or sample_scale: 1")
+            object.__setattr__(self, "sample_scale", 1.0)
         if self.class_loss and not self.conditional:
-            raise ValueError("model.class_loss rewards samples classified as the requested class, so it needs "
-                             "model.conditional: true; set class_loss: 0 or conditional: true")
+            if "class_loss" in given:
+                raise ValueError("model.class_loss rewards samples classified as the requested class, so it needs "
+                                 "model.conditional: true; set class_loss: 0 or conditional: true")
+            object.__setattr__(self, "class_loss", 0.0)
         return self
 
 

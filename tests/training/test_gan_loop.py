@@ -110,13 +110,14 @@ def test_generator_step_computes_no_discriminator_gradients(digits: Dataset, tmp
 
 def _d_grads(data: Dataset, tmp_path: Path, step: int, **model: object) -> list[torch.Tensor]:
     """The discriminator's gradients of one loop step taken at position `step` (from the same weights)."""
+    model = {"r1": 0.0} | model  # the default (0.2) is off here unless given
     task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3, **model)).fit(data)
     cfg = TrainConfig.model_validate({"epochs": 1, "batch_size": 32, "lr": 2e-4, "schedule": "constant",
                                       "threads": 1})
     loop = _Adversarial(task, data, cfg, tmp_path, seed=3, precision="fp32")
     loop.state.step = step
     losses = loop.step(_epoch_order(loop.train_idx, 3, 0))
-    assert ("r1" in losses) == (model.get("r1", 0) > 0 and step % int(model.get("r1_every", 4)) == 0)  # type: ignore[call-overload]
+    assert ("r1" in losses) == (model["r1"] > 0 and step % int(model.get("r1_every", 4)) == 0)  # type: ignore[operator, call-overload]
     return [p.grad.clone() for p in loop.model.discriminator.parameters()]  # type: ignore[union-attr]
 
 
