@@ -199,8 +199,7 @@ class _Adversarial:
             real_in = real_in.detach().requires_grad_(True)
         ac = self.gan_cfg.class_loss
         with self._autocast():
-            real_scores, real_logits = (m.discriminator.score_and_logits(real_in, y) if ac
-                                        else (m.discriminator(real_in, y), None))
+            real_scores, real_logits = self._discriminate(real_in, y)
             scores = real_scores.float(), m.discriminator(self._aug(fake), y).float()
         d_loss = task.d_loss(*scores)  # type: ignore[attr-defined]
         penalty = self._r1(scores[0], real_in) if r1 else None
@@ -215,8 +214,7 @@ class _Adversarial:
         m.discriminator.requires_grad_(False)  # the generator step needs no gradient of the discriminator's weights
         with self._autocast():
             fake = m.generator(z, y_g)
-            fake_scores, fake_logits = (m.discriminator.score_and_logits(self._aug(fake), y_g) if ac
-                                        else (m.discriminator(self._aug(fake), y_g), None))
+            fake_scores, fake_logits = self._discriminate(self._aug(fake), y_g)
         g_loss = task.g_loss(fake_scores.float())  # type: ignore[attr-defined]
         seeking = mode_seeking(fake.float(), z) if ms else None
         class_g = None if fake_logits is None else F.cross_entropy(fake_logits.float(), y_g)
@@ -238,6 +236,11 @@ class _Adversarial:
         self.state.samples += b
         extra = {"mode_seeking": seeking, "r1": penalty, "class_d": class_d, "class_g": class_g}
         return {"d_loss": d, "g_loss": g} | {k: v.item() for k, v in extra.items() if v is not None}
+
+    def _discriminate(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The discriminator's scores (B,) and, with model.class_loss, its class logits (B, K) from the same pass."""
+        d = self.model.discriminator
+        return d.score_and_logits(images, labels) if self.gan_cfg.class_loss else (d(images, labels), None)
 
     @staticmethod
     def _r1(real_scores: torch.Tensor, real_in: torch.Tensor) -> torch.Tensor:
