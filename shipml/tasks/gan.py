@@ -244,6 +244,15 @@ class ImageGeneration(Task):
                   "checkpoint_every": 200},
     }
 
+    # options whose default is on but which older runs were trained (and sampled) without
+    _OFF_WHEN_ABSENT: ClassVar[dict[str, Any]] = {"r1": 0.0, "class_loss": 0.0, "sample_scale": 1.0}
+
+    @classmethod
+    def from_assets(cls, assets: dict[str, Any]) -> Task:
+        """A run saved before an option existed did not use it: its absence from model/task.json means off, not
+        today's default (else its weights lack the classifier head, or its samples change scale)."""
+        return super().from_assets({**assets, "model": cls._OFF_WHEN_ABSENT | dict(assets["model"])})
+
     @property
     def gan_cfg(self) -> GANConfig:
         assert isinstance(self.model_cfg, GANConfig)

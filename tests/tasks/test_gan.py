@@ -187,6 +187,21 @@ def test_sample_scale_scales_the_noise_of_what_is_sampled_and_exported(tmp_path:
         GANConfig(sample_scale=1.5, ema=None)
 
 
+def test_a_run_saved_before_the_default_options_loads_without_them() -> None:
+    task = create_task("image-generation", model=GANConfig(r1=0, class_loss=0, sample_scale=1)).fit(_digits())
+    torch.manual_seed(0)
+    old_weights = task.build_model().state_dict()
+    assets = task.assets()
+    for key in ("r1", "class_loss", "sample_scale"):
+        del assets["model"][key]  # model/task.json as written before these options existed
+    loaded = type(task).from_assets(assets)
+    assert (loaded.gan_cfg.r1, loaded.gan_cfg.class_loss, loaded.gan_cfg.sample_scale) == (0, 0, 1)
+    loaded.build_model().load_state_dict(old_weights)  # no classifier head expected
+    current = create_task("image-generation", model=GANConfig()).fit(_digits())
+    assert type(current).from_assets(current.assets()).gan_cfg == current.gan_cfg  # keeps what it recorded
+    assert current.gan_cfg.class_loss > 0 and current.gan_cfg.sample_scale != 1
+
+
 def test_unconditional_generator_ignores_the_class() -> None:
     task = create_task("image-generation", model=GANConfig(conditional=False)).fit(_digits())
     torch.manual_seed(0)
