@@ -45,7 +45,7 @@ class GANConfig(_Section):
     minibatch_std: bool = Field(False, description="The discriminator's last convolution also sees the spread of its "
                                 "features across groups of 4 images (Karras et al. 2018), so a generator drawing "
                                 "too similar images is caught.")
-    class_loss: float = Field(0.2, ge=0, le=100, description="Conditional model only (0 otherwise): weight of an "
+    class_loss: float = Field(0.4, ge=0, le=100, description="Conditional model only (0 otherwise): weight of an "
                               "auxiliary classification loss (AC-GAN, Odena et al. 2017). The discriminator also "
                               "learns to classify the real images, and the generator is rewarded when its images "
                               "are classified as the class it was asked for: fewer ambiguous samples; 0 = off.")
