@@ -84,13 +84,18 @@ def test_bf16_autocast_and_class_norm_train_deterministically(digits: Dataset, t
     assert all(v.is_contiguous() for v in sa.values())  # trained channels-last, saved in the default layout
 
 
+def _loop(data: Dataset, tmp_path: Path, **model: object) -> _Adversarial:
+    """An adversarial loop over tiny networks, one thread, fp32, ready for `step`."""
+    task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3, **model)).fit(data)
+    cfg = TrainConfig.model_validate({"epochs": 1, "batch_size": 32, "lr": 2e-4, "schedule": "constant",
+                                      "threads": 1})
+    return _Adversarial(task, data, cfg, tmp_path, seed=3, precision="fp32")
+
+
 def test_generator_step_computes_no_discriminator_gradients(digits: Dataset, tmp_path: Path) -> None:
     """Each discriminator weight gets one gradient a step (its own loss's), not a second one from the generator's
     backward pass that would only be thrown away."""
-    task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3)).fit(digits)
-    cfg = TrainConfig.model_validate({"epochs": 1, "batch_size": 32, "lr": 2e-4, "schedule": "constant",
-                                      "threads": 1})
-    loop = _Adversarial(task, digits, cfg, tmp_path, seed=3, precision="fp32")
+    loop = _loop(digits, tmp_path)
     d_params = list(loop.model.discriminator.parameters())
     calls = [0] * len(d_params)
 
@@ -111,10 +116,7 @@ def test_generator_step_computes_no_discriminator_gradients(digits: Dataset, tmp
 def _d_grads(data: Dataset, tmp_path: Path, step: int, **model: object) -> list[torch.Tensor]:
     """The discriminator's gradients of one loop step taken at position `step` (from the same weights)."""
     model = {"r1": 0.0} | model  # the default (0.2) is off here unless given
-    task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3, **model)).fit(data)
-    cfg = TrainConfig.model_validate({"epochs": 1, "batch_size": 32, "lr": 2e-4, "schedule": "constant",
-                                      "threads": 1})
-    loop = _Adversarial(task, data, cfg, tmp_path, seed=3, precision="fp32")
+    loop = _loop(data, tmp_path, **model)
     loop.state.step = step
     losses = loop.step(_epoch_order(loop.train_idx, 3, 0))
     assert ("r1" in losses) == (model["r1"] > 0 and step % int(model.get("r1_every", 4)) == 0)  # type: ignore[operator, call-overload]
@@ -147,10 +149,7 @@ def test_class_loss_trains_the_head_on_real_images_and_the_generator_on_its_verd
                                                                                       tmp_path: Path) -> None:
     """The classifier head's output gets a gradient twice a step: from its cross-entropy on the real images (the
     discriminator's step) and from its verdict on the generated ones (the generator's step)."""
-    task = create_task("image-generation", model=GANConfig(width=8, z_dim=8, grid=3, class_loss=1.0)).fit(digits)
-    cfg = TrainConfig.model_validate({"epochs": 1, "batch_size": 32, "lr": 2e-4, "schedule": "constant",
-                                      "threads": 1})
-    loop = _Adversarial(task, digits, cfg, tmp_path, seed=3, precision="fp32")
+    loop = _loop(digits, tmp_path, class_loss=1.0)
     grads: list[float] = []
     head = loop.model.discriminator.classify
 
