@@ -11,10 +11,10 @@ against the real-vs-real floor (two halves of the training split), k-NN precisio
 of samples the judge puts in the requested class, and how many classes are covered.
 
 Rows:
-  shipml    the task's defaults: batch-norm discriminator, non-saturating loss, TTUR (D lr 2x G lr), Adam
+  shipml    the task's defaults: batch-norm discriminator, non-saturating loss, TTUR (D lr 4x G lr), Adam
             beta1 0.5, EMA of the generator (0.999) with standing batch-norm statistics, the mode-seeking
-            term at weight 1 (image pairs of one class rewarded for differing), the R1 penalty (gamma 0.2,
-            every 4th step), an auxiliary classification loss (0.4), sampled at noise scale 1.05
+            term at weight 0.5 (image pairs of one class rewarded for differing), the R1 penalty (gamma 0.2,
+            every 4th step), an auxiliary classification loss (0.4), sampled at noise scale 1.12
   baseline  the same networks as a plain conditional DCGAN: one learning rate, no EMA, no mode seeking, no R1,
             no class loss, noise scale 1 (and, like the defaults, no spectral norm, no DiffAugment, no
             minibatch std)

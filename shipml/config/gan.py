@@ -39,7 +39,7 @@ class GANConfig(_Section):
                                "cutout applied to real and generated images before the discriminator. With a few "
                                "thousand images the discriminator otherwise memorises them and the generator "
                                "collapses to a few images per class.")
-    mode_seeking: float = Field(1.0, ge=0, le=100, description="Weight of the mode-seeking term (Mao et al. 2019): "
+    mode_seeking: float = Field(0.5, ge=0, le=100, description="Weight of the mode-seeking term (Mao et al. 2019): "
                                 "the generator is rewarded for drawing images of one class that differ as much as "
                                 "their noise vectors do, against collapse to a few images per class; 0 = off.")
     minibatch_std: bool = Field(False, description="The discriminator's last convolution also sees the spread of its "
@@ -56,7 +56,7 @@ class GANConfig(_Section):
     r1_every: int = Field(4, ge=1, le=64, description="Compute the R1 penalty every N discriminator steps, weighted "
                           "x N (lazy regularisation, Karras et al. 2020): the extra backward pass costs ~40% of a step "
                           "when taken every step.")
-    d_lr_ratio: float = Field(2.0, gt=0, le=100, description="Discriminator learning rate / generator learning rate "
+    d_lr_ratio: float = Field(4.0, gt=0, le=100, description="Discriminator learning rate / generator learning rate "
                               "(TTUR, Heusel et al. 2017); 1 = one learning rate for both.")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of both networks (0.5 as in the DCGAN recipe; 0.0 "
                          "is usual with spectral norm and hinge loss).")
@@ -65,7 +65,7 @@ class GANConfig(_Section):
                               "(the last generator). Warmed up: step t uses min(ema, (1 + t) / (10 + t)), which "
                               "reaches 0.999 only after 8,991 steps, so in shorter runs a larger value changes "
                               "nothing.")
-    sample_scale: float = Field(1.05, ge=0.5, le=2, description="Standard deviation of the noise the moving "
+    sample_scale: float = Field(1.12, ge=0.5, le=2, description="Standard deviation of the noise the moving "
                                 "average is sampled with (what is judged, generated and exported); the trained "
                                 "generator always sees 1. Above 1 draws more varied, slightly less typical samples "
                                 "(higher recall, lower precision), below 1 the reverse (the truncation trick, Brock "

@@ -146,7 +146,7 @@ def test_class_loss_head_scores_the_same_forward_pass() -> None:
         GANConfig(class_loss=0.5, conditional=False)
     plain = create_task("image-generation", model=GANConfig(class_loss=0)).fit(_digits()).build_model().discriminator
     assert plain.classify is None and not any("classify" in k for k in plain.state_dict())
-    # the default (0.4) steps aside for an unconditional model; sample_scale's (1.05) without a moving average
+    # the default (0.4) steps aside for an unconditional model; sample_scale's (1.12) without a moving average
     assert GANConfig(conditional=False).class_loss == 0 and GANConfig(ema=None).sample_scale == 1
 
 
