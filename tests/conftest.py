@@ -24,6 +24,15 @@ SHARED_DATA = Path(os.environ.get("SHIPML_SHARED_DATA") or Path(__file__).resolv
 SMALL_DATA = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop before collection when a library version known to break shipml is installed (shipml/core/versions.py):
+    one clear line naming the version and the fix, instead of a traceback deep inside some test."""
+    from shipml.core.versions import check_known_bad
+
+    if problems := check_known_bad():
+        raise pytest.UsageError("known-bad library versions installed:\n  " + "\n  ".join(problems))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets a cache of its own: no test reads what another one left behind."""
