@@ -28,8 +28,9 @@ def check_version(version: object) -> int:
     """A version number: a positive whole number (1, 2, ...), also given as text on the command line."""
     if isinstance(version, bool):
         raise RegistryError(f"version {version!r} is not a version number; versions are 1, 2, 3, ...")
-    if isinstance(version, str) and version.strip().isdigit():
-        version = int(version.strip())
+    text = version.strip() if isinstance(version, str) else None
+    if text is not None and text.isascii() and text.isdigit() and len(text) <= 9:  # not '²' (isdigit, not int)
+        version = int(text)
     if isinstance(version, int) and version >= 1:
         return version
     raise RegistryError(f"version {version!r} is not a version number; versions are 1, 2, 3, ...")

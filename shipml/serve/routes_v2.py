@@ -83,7 +83,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 def _version(text: str | None) -> int | None:
     if text is None:
         return None
-    if not text.isdigit() or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:  # '¹'.isdigit() is True, int('¹') fails
         raise LookupError(f"version {text!r} is not a version number")
     return int(text)
 

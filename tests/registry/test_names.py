@@ -26,7 +26,7 @@ def test_versions(v: object, expected: int) -> None:
     assert check_version(v) == expected
 
 
-@pytest.mark.parametrize("v", [0, -1, "0", "v3", "1.5", 1.0, True, None, ""])
+@pytest.mark.parametrize("v", [0, -1, "0", "v3", "1.5", 1.0, True, None, "", "²", "¹", "99999999999999999999"])
 def test_bad_versions(v: object) -> None:
     with pytest.raises(RegistryError, match="not a version number"):
         check_version(v)
