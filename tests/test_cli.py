@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from clirun import in_process
 
 
 def shipml(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -113,12 +114,13 @@ def _write(tmp: Path, name: str, text: str) -> Path:
         ({}, ["init", "--data", "nowhere.csv"], "nowhere.csv"),
     ],
 )
-def test_bad_input_is_one_clear_error(tmp_path: Path, files: dict[str, str], args: list[str], message: str) -> None:
+def test_bad_input_is_one_clear_error(tmp_path: Path, files: dict[str, str], args: list[str], message: str,
+                                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         _write(tmp_path, name, text)
     before = _tree_digest(tmp_path)
-    res = shipml(*args, cwd=tmp_path)
+    res = in_process(*args, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert "Traceback" not in res.stderr
     assert "error:" in res.stderr and message.lower() in res.stderr.lower(), res.stderr
@@ -126,18 +128,20 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, files: dict[str, str], arg
     assert after == before
 
 
-def test_class_with_one_sample_is_a_warning_not_a_crash(tmp_path: Path) -> None:
+def test_class_with_one_sample_is_a_warning_not_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     rows = ["a,b,label"] + [f"{i},{i % 7},{'x' if i % 2 else 'y'}" for i in range(60)] + ["100,1,rare"]
     _write(tmp_path, "t.csv", "\n".join(rows) + "\n")
     _write(tmp_path, "c.yaml", "data: {path: t.csv}\ntask: {name: tabular-classification}\n"
                                "train: {epochs: 1}\nevaluate: {bootstrap: 0}\n")
-    res = shipml("train", "c.yaml", "--quiet", cwd=tmp_path)
+    res = in_process("train", "c.yaml", "--quiet", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
     assert res.returncode == 0, res.stderr
     assert "rare" in res.stderr  # the warning names the dropped class
 
 
-def test_tasks_lists_the_registry(tmp_path: Path) -> None:
-    res = shipml("tasks", cwd=tmp_path)
+def test_tasks_lists_the_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    res = in_process("tasks", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
     assert res.returncode == 0
     for name in ("image-classification", "tabular-classification", "tabular-regression"):
         assert name in res.stdout

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import in_process
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -88,7 +89,8 @@ def test_package_generates_without_torch(package: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_cli_generate_on_run_and_package(generation_run: Path, package: Path, tmp_path: Path) -> None:
+def test_cli_generate_on_run_and_package(generation_run: Path, package: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     for i, source in enumerate((generation_run, package)):
         out = tmp_path / f"sevens-{i}.png"
         result = runner.invoke(app, ["generate", str(source), "--class", "7", "--n", "16", "--seed", "1", "-o",
@@ -98,17 +100,16 @@ def test_cli_generate_on_run_and_package(generation_run: Path, package: Path, tm
     one = tmp_path / "one.png"
     assert runner.invoke(app, ["generate", str(package), "--class", "7", "--n", "1", "-o", str(one)]).exit_code == 0
     assert Image.open(one).size == (8, 8)
-    bad = _cli("generate", str(generation_run), "--class", "12", "-o", str(tmp_path / "x.png"))
+    bad = in_process("generate", str(generation_run), "--class", "12", "-o", str(tmp_path / "x.png"), cwd=tmp_path,
+                     capsys=capsys, monkeypatch=monkeypatch)
     assert bad.returncode == 2 and "0, 1, 2" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "x.png").exists()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "shipml.cli", *args], capture_output=True, text=True)
-
-
-def test_cli_generate_refuses_a_classifier(image_run: Path, tmp_path: Path) -> None:
-    result = _cli("generate", str(image_run), "--class", "1", "-o", str(tmp_path / "x.png"))
+def test_cli_generate_refuses_a_classifier(image_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    result = in_process("generate", str(image_run), "--class", "1", "-o", str(tmp_path / "x.png"), cwd=tmp_path,
+                        capsys=capsys, monkeypatch=monkeypatch)
     assert result.returncode == 2 and "needs an image-generation run" in result.stderr
 
 

@@ -52,8 +52,14 @@ def test_every_task_has_a_run_here() -> None:
     assert set(RUNS) == set(list_tasks()), "add a trained-run fixture for the new task to RUNS"
 
 
-@pytest.mark.parametrize("method", list_compressors())
-@pytest.mark.parametrize("task", list_tasks())
+# Retraining a 6-layer encoder (a pruned one's recovery, a 3-layer student) takes 15-30 s: those pairs run in CI's
+# slow set (`-m slow`); the text family's int8 and fp16, and every other family's retraining, run in the fast set.
+SLOW_PAIRS = {("text-classification", "prune"), ("text-classification", "distill")}
+PAIRS = [pytest.param(task, method, marks=pytest.mark.slow if (task, method) in SLOW_PAIRS else ())
+         for task in list_tasks() for method in list_compressors()]
+
+
+@pytest.mark.parametrize(("task", "method"), PAIRS)
 def test_task_x_compressor(request: pytest.FixtureRequest, tmp_path: Path, task: str, method: str) -> None:
     run = _copy(request.getfixturevalue(RUNS[task]), tmp_path)
     if not get_compressor_class(method).supports(get_task_class(task)):

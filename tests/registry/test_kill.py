@@ -168,9 +168,19 @@ STORE_POINTS = [  # points inside the store's writes: on both store code paths
     ("release", "holdout-files", False),
     ("release", "after-holdout-put", False),
 ]
-CASES = [pytest.param(op, point, committed, "local", id=f"{op}-{point}-local") for op, point, committed in
-         CATALOG_POINTS + STORE_POINTS] + \
-        [pytest.param(op, point, committed, "fsspec", id=f"{op}-{point}-fsspec") for op, point, committed in
+# The fast set (`python -m pytest`) kills each operation once, one store write on each store path; CI's slow set
+# (`-m slow`) kills at every point. Each case is a fresh process that dies (~4 s).
+FAST = {"register-store-commit-local", "release-in-transaction-local", "canary-after-commit-local",
+        "promote-in-transaction-local", "rollback-after-commit-local", "release-after-holdout-put-fsspec"}
+
+
+def _case(op: str, point: str, committed: bool, store: str) -> object:
+    name = f"{op}-{point}-{store}"
+    return pytest.param(op, point, committed, store, id=name, marks=() if name in FAST else pytest.mark.slow)
+
+
+CASES = [_case(op, point, committed, "local") for op, point, committed in CATALOG_POINTS + STORE_POINTS] + \
+        [_case(op, point, committed, "fsspec") for op, point, committed in
          [*STORE_POINTS, ("register", "after-store-put", False)]]
 
 

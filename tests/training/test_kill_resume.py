@@ -58,12 +58,12 @@ def test_kill_minus_nine_then_resume_is_bit_identical(tmp_path: Path) -> None:
 def test_a_run_being_trained_cannot_be_resumed_twice(tmp_path: Path) -> None:
     import fcntl
 
+    import shipml as api
     from shipml.errors import TrainError
     from shipml.run import Run
 
     (tmp_path / "c.yaml").write_text(CONFIG.replace("epochs: 30", "epochs: 1"))
-    finish(shipml("train", "c.yaml", "--quiet", cwd=tmp_path), timeout=300)
-    run = run_dir(tmp_path, "cancer")
+    run = api.train(tmp_path / "c.yaml", overrides=[f"output_dir={tmp_path / 'runs'}"], quiet=True).path
     (run / "run.json").write_text((run / "run.json").read_text().replace('"finished"', '"training"'))
     with open(run / ".lock", "a+") as f:  # another process holds the run
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)

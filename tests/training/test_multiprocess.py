@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import in_process
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -149,11 +150,13 @@ def test_share_cuts_every_global_batch_into_rank_slices() -> None:
     (["--nproc", "2", "--backend", "nccl"], "--backend nccl needs CUDA GPUs"),
     (["--nproc", "2", "--backend", "mpi"], "backend 'mpi' is not known"),
 ])
-def test_bad_nproc_or_backend_is_one_clear_error(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_nproc_or_backend_is_one_clear_error(tmp_path: Path, args: list[str], message: str,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     if "nccl" in args and torch.cuda.is_available():
         pytest.skip("this machine has CUDA GPUs")
     (tmp_path / "c.yaml").write_text(CONFIG)
-    proc = _shipml("train", "c.yaml", *args, cwd=tmp_path)
+    proc = in_process("train", "c.yaml", *args, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
     assert proc.returncode == 2
     assert proc.stderr.count("error:") == 1 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()

@@ -100,6 +100,7 @@ def test_two_workers_on_postgres_split_the_trials(postgres_url: str, tmp_path: P
     assert len(list((tmp_path / "runs" / "shared").glob("trial-*"))) == len(trials)
 
 
+@pytest.mark.slow  # a study through the command (~17 s); the tune room itself is the tiny study above
 def test_cli_tune_and_show(tmp_path: Path) -> None:
     import yaml
 
