@@ -54,8 +54,8 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return obj
 
 
-def _environment(precision: str, threads: int) -> dict[str, Any]:
-    return {**machine_info(), "threads": threads, "precision": precision,
+def _environment(precision: str, threads: int, threads_reason: str = "") -> dict[str, Any]:
+    return {**machine_info(), "threads": threads, "threads_reason": threads_reason, "precision": precision,
             **library_versions("torch", "numpy", "pandas", "scikit-learn", "accelerate", "transformers")}
 
 
@@ -246,7 +246,7 @@ class Run:
             "trained", train_seconds=round(result.seconds, 2), steps=result.steps, best=result.best,
             stopped_early=result.stopped_early, samples_per_s=round(result.samples_per_s, 1),
             params=task.param_count(result.model),
-            environment=_environment(result.precision, torch.get_num_threads()),
+            environment=_environment(result.precision, torch.get_num_threads(), result.threads_reason),
         )
         reporter.info(f"trained {result.steps} steps in {result.seconds:.1f}s ({result.samples_per_s:.0f} samples/s)")
         self.evaluate(data=data, quiet=reporter.quiet, tune=True, test=score_test)

@@ -295,7 +295,9 @@ class TrainConfig(_Section):
         200, ge=1, description="Write a resumable checkpoint every N steps (and at each epoch end)."
     )
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
-    threads: int | None = Field(None, ge=1, description="torch threads; default: all cores.")
+    threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads; default: the cores this process may use (affinity, cgroup "
+        "quota) that other processes are not busy on when training starts (a resume keeps its checkpoint's count).")
 
 
 class EvaluateConfig(_Section):

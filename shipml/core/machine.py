@@ -10,7 +10,7 @@ import sys
 from functools import cache
 from importlib import metadata
 
-__all__ = ["cpu_flags", "cpu_name", "cpu_supports_bf16", "library_versions", "machine_info"]
+__all__ = ["cpu_flags", "cpu_kind", "cpu_name", "cpu_supports_bf16", "library_versions", "machine_info"]
 
 
 @cache
@@ -38,7 +38,28 @@ def cpu_flags() -> set[str]:
 
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX)."""
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return cpu_supports_bf16_flags(cpu_flags())
+
+
+def cpu_supports_bf16_flags(flags: set[str]) -> bool:
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def cpu_kind(flags: set[str] | None = None) -> str:
+    """The vector instructions that decide shipml's speed and arithmetic, in words: `AVX-512 + VNNI + AMX bf16`,
+    `AVX-512 + VNNI, no bf16`, `AVX2 only (no VNNI, no bf16)`, ... (bf16 training needs AVX512-BF16 or AMX;
+    onnxruntime's int8 kernels use VNNI where present). Figures in README and bench/ name it beside the CPU model."""
+    flags = cpu_flags() if flags is None else flags
+    if not flags:
+        return "unknown (no /proc/cpuinfo)"
+    if "avx512f" in flags:
+        parts = ["AVX-512"]
+        parts += ["VNNI"] if "avx512_vnni" in flags else []
+        parts += ["AMX bf16"] if "amx_bf16" in flags else ["AVX512-BF16"] if "avx512_bf16" in flags else []
+        return " + ".join(parts) + ("" if cpu_supports_bf16_flags(flags) else ", no bf16")
+    if "avx2" in flags:
+        return "AVX2 + AVX-VNNI" if "avx_vnni" in flags else "AVX2 only (no VNNI, no bf16)"
+    return "no AVX2"
 
 
 def library_versions(*names: str) -> dict[str, str]:
@@ -52,4 +73,4 @@ def library_versions(*names: str) -> dict[str, str]:
 
 
 def machine_info() -> dict[str, object]:
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "bf16": cpu_supports_bf16()}
+    return {"cpu": cpu_name(), "cpu_kind": cpu_kind(), "cores": os.cpu_count(), "bf16": cpu_supports_bf16()}

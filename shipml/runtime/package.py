@@ -7,13 +7,13 @@ installed. Predictions have the same columns as `Run.predict`, so callers can sw
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from shipml.core.cpu import ThreadPlan, plan_threads
 from shipml.errors import DataError, ExportError
 from shipml.runtime.format import ASSETS, FORMAT, METRICS, MODEL, PROVENANCE, SIGNATURE, read_json, verify_manifest
 from shipml.runtime.generate import ImageGenerator
@@ -48,7 +48,8 @@ class Package:
         self._signature = signature
         self._metrics = metrics
         self._provenance = provenance
-        self.threads = int(threads or os.cpu_count() or 1)
+        self._threads = threads  # None: chosen when the session is made (core/cpu.py: free cores, not all cores)
+        self._plan: ThreadPlan | None = None
         self._session: Any = None
         self._reference: Any = _UNREAD
         # an image generator has no input path to prediction: it draws images from noise (runtime/generate.py)
@@ -161,6 +162,17 @@ class Package:
         return self.generator.generate(label, n, seed, network)
 
     # ------------------------------------------------------------------ the network
+    @property
+    def threads(self) -> int:
+        """onnxruntime's intra-op threads: as given to `open`, else the cores free when first asked."""
+        return self.thread_plan.threads
+
+    @property
+    def thread_plan(self) -> ThreadPlan:
+        if self._plan is None:
+            self._plan = plan_threads(self._threads)
+        return self._plan
+
     def session(self) -> Any:
         """The onnxruntime session, created on first use (import and graph optimisation cost a second)."""
         if self._session is None:
@@ -169,6 +181,8 @@ class Package:
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             opts.intra_op_num_threads = self.threads
+            if self.thread_plan.contended:  # a spinning thread keeps a core another process needs, and waits longer
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             opts.log_severity_level = 3  # errors only: optimiser notes are not the user's business
             model = self._path / MODEL
             try:

@@ -9,6 +9,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from shipml.core.cpu import usable_cores
 from shipml.errors import ServeError
 
 __all__ = ["ENV_SETTINGS", "ServeSettings", "is_loopback"]
@@ -108,8 +109,7 @@ class ServeSettings:
         return self
 
     def _worker_cores(self) -> int:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, cores // self.workers)
+        return max(1, usable_cores() // self.workers)  # affinity and cgroup quota (a container's --cpus)
 
     def session_count(self) -> int:
         """Sessions per version: as set, else 2 where a worker has 2 or more cores. Two single-threaded sessions

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from shipml.core.cpu import usable_cores
 from shipml.errors import TrainError
 
 __all__ = ["BACKENDS", "FollowerStop", "Group", "World", "check_nproc", "choose_backend", "follow", "launch",
@@ -89,10 +90,7 @@ def choose_backend(backend: str) -> str:
 
 
 def _cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return usable_cores()  # affinity and cgroup quota
 
 
 def check_nproc(nproc: int, backend: str) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import io
 import math
-import os
 import time
 from pathlib import Path
 
@@ -127,8 +126,10 @@ def tile_png(images: np.ndarray, per_row: int, gap: int = 2) -> bytes:
 class _Adversarial:
     """One GAN fit's moving parts; everything that changes per step goes into a checkpoint."""
 
-    def __init__(self, task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, seed: int, precision: str) -> None:
+    def __init__(self, task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, seed: int, precision: str,
+                 threads: int = 1) -> None:
         self.task, self.cfg, self.seed, self.run_dir, self.precision = task, cfg, seed, run_dir, precision
+        self.threads = threads  # recorded in each checkpoint: a resume uses as many
         self.gan_cfg = task.model_cfg
         assert isinstance(self.gan_cfg, GANConfig)
         self.train_idx = data.indices("train")
@@ -163,7 +164,7 @@ class _Adversarial:
                     "rng/aug": self.aug_gen.get_state()}
         state = {"loop": self.state.to_json(), "optimizer_g": g_meta, "optimizer_d": d_meta,
                  "scheduler_g": self.g_sched.state_dict(), "scheduler_d": self.d_sched.state_dict(),
-                 "trainer": "adversarial"}
+                 "trainer": "adversarial", "threads": self.threads}
         save_checkpoint(self.run_dir / "checkpoints", self.state.step, tensors, state, keep=self.cfg.keep_checkpoints)
 
     def restore(self, ckpt_tensors: dict[str, torch.Tensor], state: dict) -> None:  # type: ignore[type-arg]
@@ -324,7 +325,12 @@ def fit_adversarial(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path |
                     on_validate: object = None) -> object:
     """Train a GAN task on `data` (task fitted); checkpoints, metrics.jsonl and samples/ go to `run_dir`.
     Returns a `training.loop.TrainResult` (the final GAN, no best checkpoint)."""
-    from shipml.training.loop import TrainResult, resolve_precision  # the loop imports this module
+    from shipml.training.loop import (  # the loop imports this module
+        TrainResult,
+        precision_note,
+        resolve_precision,
+        set_threads,
+    )
 
     reporter = reporter or Reporter(quiet=True)
     _check(cfg)
@@ -337,24 +343,26 @@ def fit_adversarial(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path |
     if run_dir is None:
         raise TrainError("fit needs a run directory")
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
+    ckpt, notes = load_latest(run_dir / "checkpoints") if resume else (None, [])
+    for n in notes:
+        reporter.warn(n)
+    plan = set_threads(cfg, ckpt, reporter)
+    threads = plan.threads
     torch.use_deterministic_algorithms(True, warn_only=True)
     precision = resolve_precision(cfg, task)
-    loop = _Adversarial(task, data, cfg, run_dir, seed, precision)
+    reporter.info(precision_note(cfg, task, precision))
+    loop = _Adversarial(task, data, cfg, run_dir, seed, precision, threads)
     resumed_from = None
-    if resume:
-        ckpt, notes = load_latest(run_dir / "checkpoints")
-        for n in notes:
-            reporter.warn(n)
-        if ckpt is not None:
-            loop.restore(ckpt.tensors, ckpt.state)
-            resumed_from = loop.state.step
-            reporter.info(f"resuming from {ckpt.path.name} (step {loop.state.step}, epoch {loop.state.epoch})")
-        else:
-            reporter.warn("no usable checkpoint found; starting from the beginning")
+    if ckpt is not None:
+        loop.restore(ckpt.tensors, ckpt.state)
+        resumed_from = loop.state.step
+        reporter.info(f"resuming from {ckpt.path.name} (step {loop.state.step}, epoch {loop.state.epoch})")
+    elif resume:
+        reporter.warn("no usable checkpoint found; starting from the beginning")
     samples_before, seconds_before = loop.state.samples, loop.state.seconds
     loop.run(reporter, resumed=resumed_from is not None)
     st = loop.state
     rate = (st.samples - samples_before) / max(st.seconds - seconds_before, 1e-9)
     return TrainResult(model=loop.final(), best=None, stopped_early=False, steps=st.step, seconds=st.seconds,
-                       samples_per_s=rate, precision=precision, resumed_from=resumed_from)
+                       samples_per_s=rate, precision=precision, resumed_from=resumed_from,
+                       threads_reason=plan.reason)

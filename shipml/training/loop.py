@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,9 @@ from torch import nn
 
 from shipml._console import Reporter
 from shipml.config import TrainConfig
+from shipml.core.cpu import ThreadPlan, plan_threads, usable_cores
 from shipml.core.files import atomic_write_bytes
-from shipml.core.machine import cpu_supports_bf16
+from shipml.core.machine import cpu_kind, cpu_supports_bf16
 from shipml.core.metric_names import metric_direction
 from shipml.data.dataset import Dataset
 from shipml.errors import TrainError
@@ -46,7 +46,8 @@ from shipml.training.optim import build_optimizer, build_scheduler, optimizer_st
 from shipml.training.outputs import predict_outputs, to_device
 from shipml.training.records import LoopState, MetricsLog
 
-__all__ = ["LoopState", "TrainResult", "cpu_supports_bf16", "fit", "predict_outputs", "resolve_precision"]
+__all__ = ["LoopState", "TrainResult", "cpu_supports_bf16", "fit", "precision_note", "predict_outputs",
+           "resolve_precision", "set_threads"]
 
 
 @dataclass
@@ -59,12 +60,38 @@ class TrainResult:
     samples_per_s: float
     precision: str
     resumed_from: int | None  # step of the checkpoint this process started from
+    threads_reason: str = ""  # why this many intra-op threads (core/cpu.py), for run.json
 
 
 def resolve_precision(cfg: TrainConfig, task: Task) -> str:
     if cfg.precision != "auto":
         return cfg.precision
     return "bf16" if task.prefers_bf16 and cpu_supports_bf16() else "fp32"
+
+
+def precision_note(cfg: TrainConfig, task: Task, precision: str) -> str:
+    """Why this precision, for the run log: a result depends on it and on the CPU that chose it."""
+    if cfg.precision != "auto":
+        return f"precision {precision} (set by hand); CPU: {cpu_kind()}"
+    if precision == "bf16":
+        return f"precision bf16 (auto: native bf16 on this CPU, {cpu_kind()})"
+    why = "no native bf16 on this CPU" if task.prefers_bf16 else f"{task.name} is measured faster in fp32"
+    return f"precision fp32 (auto: {why}; CPU: {cpu_kind()})"
+
+
+def set_threads(cfg: TrainConfig, ckpt: Checkpoint | None, reporter: Reporter, *, share: int = 1) -> ThreadPlan:
+    """Choose and set torch's intra-op threads for this fit (core/cpu.py says how), and log the choice.
+
+    A resumed fit takes the count its checkpoint was trained with (unless set by hand): a reduction split
+    over another number of threads adds in another order, and the resume promises the same bits."""
+    saved = ckpt.state.get("threads") if ckpt is not None else None
+    if cfg.threads is None and isinstance(saved, int) and saved >= 1:
+        plan = ThreadPlan(saved, usable_cores(), 0.0, "as the checkpoint was trained, for a bit-identical resume")
+    else:
+        plan = plan_threads(cfg.threads, share=share)
+    torch.set_num_threads(plan.threads)
+    reporter.info(f"threads: {plan.threads} ({plan.reason})")
+    return plan
 
 
 def _accelerator(mixed_precision: str, here: World) -> Accelerator:
@@ -101,8 +128,9 @@ class _Loop:
 
     def __init__(self, task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, precision: str,
                  accelerator: Accelerator, group: Group, model: nn.Module | None, pretrained: bool,
-                 on_validate: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_validate: Callable[[dict[str, Any]], None] | None = None, threads: int = 1) -> None:
         self.task, self.cfg, self.seed, self.precision = task, cfg, seed, precision
+        self.threads = threads  # recorded in each checkpoint: a resume uses as many
         self.on_validate = on_validate
         self.accelerator, self.group, self.device = accelerator, group, accelerator.device
         self.train_idx, self.val_idx = data.indices("train"), data.indices("val")
@@ -271,7 +299,8 @@ class _Loop:
             suffix = f"@{rank}" if rank else ""
             tensors[f"rng/torch{suffix}"] = torch_rng
             tensors[f"rng/aug{suffix}"] = aug_rng
-        state = {"loop": self.state.to_json(), "optimizer": opt_meta, "scheduler": self.scheduler.state_dict()}
+        state = {"loop": self.state.to_json(), "optimizer": opt_meta, "scheduler": self.scheduler.state_dict(),
+                 "threads": self.threads}
         save_checkpoint(self.ckpt_dir, self.state.step, tensors, state, keep=self.cfg.keep_checkpoints)
 
     def run(self, reporter: Reporter, resumed_from: int | None) -> TrainResult:
@@ -355,20 +384,22 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path | None, *, se
     if here.main:
         assert run_dir is not None
         run_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // here.local_size))
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    precision = resolve_precision(cfg, task)
-    accelerator = _accelerator("bf16" if precision == "bf16" else "no", here)  # joins the process group, if any
-    group = Group(accelerator.device)
     ckpt, notes = load_latest(run_dir / "checkpoints") if resume and run_dir is not None else (None, [])
     for n in notes:
         reporter.warn(n)
+    plan = set_threads(cfg, ckpt, reporter, share=here.local_size)
+    threads = plan.threads
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    precision = resolve_precision(cfg, task)
+    reporter.info(precision_note(cfg, task, precision))
+    accelerator = _accelerator("bf16" if precision == "bf16" else "no", here)  # joins the process group, if any
+    group = Group(accelerator.device)
     group.handshake({"train": cfg.model_dump(mode="json"), "seed": seed, "precision": precision,
                      "data": data.fingerprint, "task": json.dumps(task.assets(), sort_keys=True, default=str),
                      "resume": resume, "checkpoint": None if ckpt is None else ckpt.path.name})
     loop = _Loop(task, data, cfg, run_dir or Path("rank-0-run"), seed=seed, precision=precision,
                  accelerator=accelerator, group=group, model=model, pretrained=ckpt is None,
-                 on_validate=on_validate)
+                 on_validate=on_validate, threads=threads)
     resumed_from = None
     if ckpt is not None:
         loop._restore(ckpt)
@@ -376,4 +407,4 @@ def fit(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path | None, *, se
         reporter.info(f"resuming from {ckpt.path.name} (step {loop.state.step}, epoch {loop.state.epoch})")
     elif resume:
         reporter.warn("no usable checkpoint found; starting from the beginning")
-    return loop.run(reporter, resumed_from)
+    return replace(loop.run(reporter, resumed_from), threads_reason=plan.reason)

@@ -191,3 +191,32 @@ def test_a_diverged_run_is_not_marked_trained(tmp_path: Path) -> None:
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["status"] == "failed" and "steps" not in info and "lower train.lr" in info["error"]
     assert not (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+def test_a_resume_takes_the_thread_count_its_checkpoint_was_trained_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's weights depend on its thread count, so a resume on a machine now busier (or idler) keeps the count
+    its checkpoints were trained with; a count set by hand still wins."""
+    from types import SimpleNamespace
+
+    from shipml._console import Reporter
+    from shipml.core import cpu
+    from shipml.training.loop import set_threads
+
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cpu, "busy_elsewhere", lambda interval=0.1: 1.0)  # busier now than when it was trained
+    before = torch.get_num_threads()
+    try:
+        ckpt = SimpleNamespace(state={"threads": 2})
+        plan = set_threads(TrainConfig(), ckpt, Reporter(quiet=True))  # type: ignore[arg-type]
+        assert plan.threads == 2 and torch.get_num_threads() == 2 and "checkpoint" in plan.reason
+        assert set_threads(TrainConfig(), None, Reporter(quiet=True)).threads == 1  # a fresh run sees the load
+        assert set_threads(TrainConfig(threads=1), ckpt, Reporter(quiet=True)).threads == 1  # type: ignore[arg-type]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_checkpoints_record_the_thread_count(cancer: Dataset, train_cfg: Cfg, tmp_path: Path) -> None:
+    task = create_task("tabular-classification").fit(cancer)
+    fit(task, cancer, train_cfg(), tmp_path, seed=0)
+    ckpt, _ = load_latest(tmp_path / "checkpoints")
+    assert ckpt is not None and ckpt.state["threads"] == train_cfg().threads
