@@ -40,6 +40,7 @@ from shipml.errors import ConfigError, TrainError
 from shipml.tasks.base import Task
 from shipml.tasks.gan import GAN, Generator, diff_augment, mode_seeking, pair_classes, to_uint8
 from shipml.training.checkpoint import load_latest, save_checkpoint
+from shipml.training.compute import precision_note, resolve_precision, set_threads
 from shipml.training.distributed import world
 from shipml.training.optim import build_scheduler, optimizer_state, restore_optimizer
 from shipml.training.records import LoopState, MetricsLog
@@ -325,12 +326,7 @@ def fit_adversarial(task: Task, data: Dataset, cfg: TrainConfig, run_dir: Path |
                     on_validate: object = None) -> object:
     """Train a GAN task on `data` (task fitted); checkpoints, metrics.jsonl and samples/ go to `run_dir`.
     Returns a `training.loop.TrainResult` (the final GAN, no best checkpoint)."""
-    from shipml.training.loop import (  # the loop imports this module
-        TrainResult,
-        precision_note,
-        resolve_precision,
-        set_threads,
-    )
+    from shipml.training.loop import TrainResult  # the loop imports this module
 
     reporter = reporter or Reporter(quiet=True)
     _check(cfg)

@@ -200,7 +200,7 @@ def test_a_resume_takes_the_thread_count_its_checkpoint_was_trained_with(monkeyp
 
     from shipml._console import Reporter
     from shipml.core import cpu
-    from shipml.training.loop import set_threads
+    from shipml.training.compute import set_threads
 
     monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
     monkeypatch.setattr(cpu, "busy_elsewhere", lambda interval=0.1: 1.0)  # busier now than when it was trained
