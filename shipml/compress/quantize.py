@@ -24,7 +24,7 @@ from onnxruntime.quantization import CalibrationDataReader
 from shipml._console import Reporter
 from shipml.compress._registry import register_compressor
 from shipml.compress.base import Compressor
-from shipml.core.machine import cpu_flags, cpu_kind
+from shipml.core.machine import cpu_has_vnni, cpu_kind
 from shipml.errors import ConfigError, ExportError
 from shipml.export import ExportContext
 from shipml.runtime import Package
@@ -87,7 +87,7 @@ class Int8(Compressor):
         qc = self.cfg.quantize
         _quiet()
         src = parent.path / "model.onnx"
-        kernels = "VNNI" if {"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags() else "AVX2 (VPMADDUBSW)"
+        kernels = "VNNI" if cpu_has_vnni() else "AVX2 (VPMADDUBSW)"
         reporter.info(f"int8 ({ctx.task.int8_activations} activations): 7-bit weights, exact on AVX2 and VNNI CPUs "
                       f"alike; this CPU ({cpu_kind()}) runs it with {kernels} kernels")
         try:

@@ -10,7 +10,8 @@ import sys
 from functools import cache
 from importlib import metadata
 
-__all__ = ["cpu_flags", "cpu_kind", "cpu_name", "cpu_supports_bf16", "library_versions", "machine_info"]
+__all__ = ["cpu_flags", "cpu_has_vnni", "cpu_kind", "cpu_name", "cpu_supports_bf16", "library_versions",
+           "machine_info"]
 
 
 @cache
@@ -36,13 +37,14 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX)."""
-    return cpu_supports_bf16_flags(cpu_flags())
+def cpu_supports_bf16(flags: set[str] | None = None) -> bool:
+    """True when the CPU (or the given flags) has native bf16 instructions (AVX512-BF16 or AMX)."""
+    return bool({"avx512_bf16", "amx_bf16"} & (cpu_flags() if flags is None else flags))
 
 
-def cpu_supports_bf16_flags(flags: set[str]) -> bool:
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
+def cpu_has_vnni(flags: set[str] | None = None) -> bool:
+    """True when onnxruntime's int8 kernels get VNNI here (AVX512-VNNI or AVX-VNNI), not AVX2's VPMADDUBSW."""
+    return bool({"avx512_vnni", "avx_vnni"} & (cpu_flags() if flags is None else flags))
 
 
 def cpu_kind(flags: set[str] | None = None) -> str:
@@ -54,11 +56,11 @@ def cpu_kind(flags: set[str] | None = None) -> str:
         return "unknown (no /proc/cpuinfo)"
     if "avx512f" in flags:
         parts = ["AVX-512"]
-        parts += ["VNNI"] if "avx512_vnni" in flags else []
+        parts += ["VNNI"] if cpu_has_vnni(flags) else []
         parts += ["AMX bf16"] if "amx_bf16" in flags else ["AVX512-BF16"] if "avx512_bf16" in flags else []
-        return " + ".join(parts) + ("" if cpu_supports_bf16_flags(flags) else ", no bf16")
+        return " + ".join(parts) + ("" if cpu_supports_bf16(flags) else ", no bf16")
     if "avx2" in flags:
-        return "AVX2 + AVX-VNNI" if "avx_vnni" in flags else "AVX2 only (no VNNI, no bf16)"
+        return "AVX2 + AVX-VNNI" if cpu_has_vnni(flags) else "AVX2 only (no VNNI, no bf16)"
     return "no AVX2"
 
 
